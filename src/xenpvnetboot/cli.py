@@ -1,0 +1,144 @@
+"""Command line: the options of the original xenpvnetboot and what libxl passes.
+
+libxl runs ``xenpvnetboot [--kernel=K] [--ramdisk=R] [--args=A] [--runas=UID
+--quiet] --output=F --output-format=simple0 --output-directory=D
+<bootloader_args...> <disk>``; options come as ``--opt=value`` or ``--opt
+value``, a later repeat wins, and the trailing disk path is accepted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import re
+import sys
+from typing import List, NoReturn, Optional, Sequence
+
+from . import __version__
+from .errors import UsageError, XenPVNetBootError
+
+DEFAULT_OUTPUT_DIRECTORY = "/var/run/libxl"
+_SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(i?B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """``1G``, ``512M``, ``64K`` or a byte count."""
+    match = _SIZE.match(text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r} (use e.g. 512M or 1G)")
+    value = int(match.group(1)) * _UNITS[match.group(2).upper()]
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"size must be positive: {text!r}")
+    return value
+
+
+def parse_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds {text!r}") from None
+    if not 0 < value <= 86400:
+        raise argparse.ArgumentTypeError(f"seconds must be between 0 and 86400: {text!r}")
+    return value
+
+
+def parse_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 100: {text!r}")
+    return value
+
+
+def parse_uid(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--runas needs a numeric uid, not {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("--runas needs a non-root uid")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line (exit 2) without usage spam."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="xenpvnetboot",
+        description="Fetch a kernel and ramdisk for a Xen PV/PVH guest from a "
+        "network install tree, image or directory, and hand them to libxl.",
+    )
+    add = parser.add_argument
+    add("--location", metavar="LOCATION",
+        help="install tree: http://, https://, ftp://, tftp://, file:///path, "
+        "nfs:host:/path, nfs+iso:host:/path/file.iso, a directory, an ISO or "
+        "filesystem image, or a block device")
+    add("--kernel", metavar="PATH", help="kernel, relative to --location, or a full URL or path")
+    add("--ramdisk", metavar="PATH", help="ramdisk, relative to --location, or a full URL or path")
+    add("--args", metavar="CMDLINE", default="", help="kernel command line to pass through")
+    add("--output", metavar="FILE", help="where to write the result (default or '-': stdout)")
+    add("--output-directory", metavar="DIR", default=DEFAULT_OUTPUT_DIRECTORY,
+        help=f"where to put the kernel and ramdisk (default {DEFAULT_OUTPUT_DIRECTORY})")
+    add("--output-format", choices=("sxp", "simple", "simple0"), default="sxp",
+        help="result format (default sxp; libxl uses simple0)")
+    add("-q", "--quiet", action="store_true", help="print errors only")
+    add("-v", "--verbose", action="store_true", help="print more detail")
+    add("--version", action="version", version=f"xenpvnetboot {__version__}")
+    add("--ca-cert", metavar="FILE", help="trust this CA bundle for https instead of the system CAs")
+    add("--insecure", action="store_true", help="do not verify TLS certificates (unsafe)")
+    add("--timeout", metavar="SECONDS", type=parse_seconds, default=30.0,
+        help="give up on a connection or transfer without progress after this long (default 30)")
+    add("--retries", metavar="N", type=parse_count, default=3,
+        help="retries of a failed transfer (default 3)")
+    add("--max-size", metavar="SIZE", type=parse_size, default=1 << 30,
+        help="largest file accepted, e.g. 512M (default 1G)")
+    add("--tftp-blksize", metavar="BYTES", type=int, help="TFTP block size to ask for (default 1468)")
+    add("--tftp-windowsize", metavar="BLOCKS", type=int, help="TFTP window size to ask for (default 16)")
+    add("--runas", metavar="UID", type=parse_uid,
+        help="do the network work and parsing as this unprivileged uid (libxl's bootloader_restrict)")
+    add("disks", nargs="*", metavar="DISK", help=argparse.SUPPRESS)
+    return parser
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def run(argv: Optional[Sequence[str]] = None) -> int:
+    """Parse, boot, write the result; return the exit status."""
+    from .cleanup import CLEANUP
+
+    try:
+        args = parse_args(argv)
+        from .bootloader import boot
+
+        with contextlib.ExitStack() as stack:
+            stack.callback(CLEANUP.run)
+            return boot(args)
+    except XenPVNetBootError as exc:
+        _report(exc)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        _report(XenPVNetBootError("interrupted"))
+        return 1
+
+
+def _report(exc: BaseException) -> None:
+    message = " ".join(str(exc).split())
+    sys.stderr.write(f"xenpvnetboot: error: {message}\n")
+    sys.stderr.flush()
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    from .cleanup import install_signal_handlers
+
+    install_signal_handlers()
+    return run(argv)

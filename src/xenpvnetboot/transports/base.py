@@ -1,0 +1,288 @@
+"""The interfaces every location plugs into.
+
+A *tree* is a read-only view of the files below one root: an http directory,
+a TFTP server, an NFS export, a local directory, or the filesystem inside an
+ISO/ext4 image.  Layout detection asks a tree whether files exist and reads
+small metadata files from it; the boot step streams the kernel and ramdisk out
+of it into a :class:`Sink`.  A *byte source* is random access to one file's
+bytes; containers turn a byte source into a tree without mounting anything.
+
+Paths handed to a tree are decoded, ``/``-separated and relative to its root
+(see :func:`clean_path`); each tree quotes or maps them as its protocol needs.
+"""
+
+from __future__ import annotations
+
+import abc
+import io
+import os
+import posixpath
+from dataclasses import dataclass
+from typing import BinaryIO, Callable, Iterable, Optional, Sequence, Tuple
+
+from ..errors import BootError
+
+#: Default bound on one fetched file (the ``--max-size`` option overrides it).
+DEFAULT_MAX_SIZE = 1 << 30
+#: Seconds without progress before a transfer is given up (``--timeout``).
+DEFAULT_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class TransportOptions:
+    """Settings shared by every transport, filled from the command line."""
+
+    timeout: float = DEFAULT_TIMEOUT
+    retries: int = 3
+    max_size: int = DEFAULT_MAX_SIZE
+    ca_cert: Optional[str] = None
+    insecure: bool = False
+    tftp_blksize: Optional[int] = None
+    tftp_windowsize: Optional[int] = None
+    verbose: bool = False
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """What a tree can tell about a file without fetching it (None: unknown)."""
+
+    size: Optional[int] = None
+    mtime: Optional[float] = None
+
+
+def clean_path(path: str) -> str:
+    """Normalise a path relative to a tree root, refusing any escape from it.
+
+    Leading slashes are dropped (an absolute path inside an image or export
+    names a file from its root), ``.`` and empty parts vanish, and ``..`` may
+    only climb back as far as the root: a path that would leave the location
+    is an error rather than a read of some other file.
+    """
+    if "\0" in path:
+        raise BootError(f"invalid path {path!r}: contains a NUL byte")
+    parts: list = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                raise BootError(f"path {path!r} leaves the location root")
+            parts.pop()
+            continue
+        parts.append(part)
+    return "/".join(parts)
+
+
+def _free_space(fileobj: BinaryIO) -> Optional[int]:
+    """Bytes an unprivileged writer may still use on the file's filesystem."""
+    try:
+        st = os.fstatvfs(fileobj.fileno())
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+class Sink:
+    """Where a transport writes the bytes of one file.
+
+    It counts and bounds what arrives (a server that sends more than the size
+    limit, or more than it announced, fails the transfer instead of filling the
+    disk) and reports progress.  Transports call :meth:`write` for each chunk
+    and :meth:`expect` as soon as they learn the announced size.  ``write``
+    never raises: it returns 0 to stop a transfer (what libcurl's write
+    callback wants) and keeps the reason in :attr:`error`, which the transport
+    raises once it is back in control.
+    """
+
+    def __init__(
+        self,
+        fileobj: BinaryIO,
+        name: str,
+        max_size: int = DEFAULT_MAX_SIZE,
+        progress: Optional[Callable[["Sink"], None]] = None,
+    ) -> None:
+        self.fileobj = fileobj
+        self.name = name
+        self.max_size = max_size
+        self.progress = progress
+        self.written = 0
+        self.expected: Optional[int] = None
+        self.error: Optional[BootError] = None
+        self._write = fileobj.write
+
+    def expect(self, size: Optional[int]) -> None:
+        """Record the announced size; refuse it at once if it is too large."""
+        if size is None or size < 0:
+            return
+        self.expected = size
+        if size > self.max_size:
+            self.fail(
+                f"{self.name}: file is {size} bytes, more than the limit of "
+                f"{self.max_size} bytes (--max-size)"
+            )
+            raise self.error  # type: ignore[misc]
+        free = _free_space(self.fileobj)
+        if free is not None and size - self.written > free:
+            self.fail(
+                f"{self.name}: needs {size} bytes but only {free} are free in the "
+                "output directory (choose a larger one with --output-directory)"
+            )
+            raise self.error  # type: ignore[misc]
+
+    def fail(self, message: str) -> int:
+        if self.error is None:
+            self.error = BootError(message)
+        return 0
+
+    def write(self, data: bytes) -> int:
+        n = len(data)
+        total = self.written + n
+        if total > self.max_size:
+            return self.fail(
+                f"{self.name}: more than {self.max_size} bytes received (--max-size)"
+            )
+        if self.expected is not None and total > self.expected:
+            return self.fail(
+                f"{self.name}: server sent more than the {self.expected} bytes it announced"
+            )
+        try:
+            self._write(data)
+        except OSError as exc:
+            return self.fail(f"{self.name}: cannot write output: {exc.strerror or exc}")
+        self.written = total
+        if self.progress is not None:
+            self.progress(self)
+        return n
+
+    def check_complete(self) -> None:
+        """Raise if the transfer stopped early or a write was refused."""
+        if self.error is not None:
+            raise self.error
+        if self.expected is not None and self.written != self.expected:
+            raise BootError(
+                f"{self.name}: transfer ended after {self.written} of "
+                f"{self.expected} bytes"
+            )
+
+
+class Tree(abc.ABC):
+    """Read-only files below one root; see the module docstring."""
+
+    @abc.abstractmethod
+    def url(self, path: str) -> str:
+        """The URL or path of *path*, for messages and installer arguments."""
+
+    @abc.abstractmethod
+    def stat(self, path: str) -> FileInfo:
+        """Tell whether *path* exists; raise :class:`NotFound` if it does not."""
+
+    @abc.abstractmethod
+    def fetch(self, path: str, sink: Sink) -> None:
+        """Stream the whole of *path* into *sink*, then ``sink.check_complete()``."""
+
+    def fetch_many(self, jobs: Sequence[Tuple[str, Sink]]) -> None:
+        """Fetch several files; transports that can overlap transfers override it."""
+        for path, sink in jobs:
+            self.fetch(path, sink)
+
+    def read_bytes(self, path: str, limit: int = 1 << 20) -> bytes:
+        """Fetch a small metadata file (``.treeinfo``) into memory, bounded."""
+        buf = io.BytesIO()
+        sink = Sink(buf, self.url(path), max_size=limit)
+        self.fetch(path, sink)
+        return buf.getvalue()
+
+    def open_source(self, path: str) -> "ByteSource":
+        """Random access to *path* (for an ISO or image read in place)."""
+        raise BootError(f"{self.url(path)}: random access is not supported here")
+
+    def close(self) -> None:
+        """Release connections; the default has none."""
+
+    def __enter__(self) -> "Tree":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ByteSource(abc.ABC):
+    """Random-access reads of one file (local file, block device, NFS, HTTP Range)."""
+
+    #: Shown in error messages.
+    name: str = "?"
+
+    @property
+    @abc.abstractmethod
+    def size(self) -> int:
+        """Total length in bytes."""
+
+    @abc.abstractmethod
+    def pread(self, offset: int, length: int) -> bytes:
+        """Up to *length* bytes at *offset*; shorter only at the end of the file."""
+
+    def close(self) -> None:
+        """Release the underlying handle."""
+
+    def as_file(self) -> "SourceFile":
+        """A seekable read-only file object over this source (for pycdlib etc.)."""
+        return SourceFile(self)
+
+
+class SourceFile(io.RawIOBase):
+    """Adapts a :class:`ByteSource` to the read/seek/tell protocol of libraries."""
+
+    def __init__(self, source: ByteSource) -> None:
+        super().__init__()
+        self._source = source
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            pos = offset
+        elif whence == io.SEEK_CUR:
+            pos = self._pos + offset
+        elif whence == io.SEEK_END:
+            pos = self._source.size + offset
+        else:
+            raise ValueError(f"invalid whence {whence}")
+        if pos < 0:
+            raise ValueError("negative seek position")
+        self._pos = pos
+        return pos
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = max(0, self._source.size - self._pos)
+        data = self._source.pread(self._pos, size)
+        self._pos += len(data)
+        return data
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def join_url_path(base: str, path: str) -> str:
+    """Join a base directory and a cleaned relative path with exactly one slash."""
+    if not path:
+        return base
+    return posixpath.join(base if base.endswith("/") else base + "/", path)
+
+
+def iter_chunks(read: Callable[[int], bytes], chunk: int = 1 << 20) -> Iterable[bytes]:
+    while True:
+        data = read(chunk)
+        if not data:
+            return
+        yield data

@@ -1,0 +1,300 @@
+"""http, https and ftp through libcurl (pycurl).
+
+One URL client for every TCP scheme, as the original tool had through
+urlgrabber: libcurl brings TLS, proxies from the environment (``http_proxy``,
+``https_proxy``, ``ftp_proxy``, ``no_proxy``), FTP passive mode and IPv6, and
+its transfer loop runs in C, so a fetch costs about what ``curl`` costs.
+
+All transfers of a tree run through one multi handle: connections are reused
+between the existence checks of the layout search and the downloads, and the
+kernel and ramdisk are fetched at the same time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Dict, List, Optional, Sequence, Tuple
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import pycurl
+
+from .. import __version__
+from ..errors import BootError, NotFound, UsageError
+from .base import FileInfo, Sink, TransportOptions, Tree, join_url_path
+
+#: libcurl's largest receive buffer: fewer, larger write callbacks.
+BUFFER_SIZE = 512 * 1024
+MAX_REDIRECTS = 5
+#: System CA bundles of the distributions Xen runs on (Debian, Fedora, SUSE, Alpine/BSD).
+CA_BUNDLES = (
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+)
+_ALLOWED = pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS | pycurl.PROTO_FTP
+_REDIRECTS = pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS
+_SAFE_PATH = "/~!$&'()*+,;=:@-._"
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{netloc[-1]}"))
+
+
+def system_ca_bundle() -> Optional[str]:
+    """The first CA bundle of this host; a wheel's libcurl may not know where it is."""
+    for path in CA_BUNDLES:
+        if os.path.isfile(path):
+            return path
+    try:
+        import certifi  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return certifi.where()
+
+
+def _tls_hint(message: str) -> str:
+    return (
+        f"TLS certificate verification failed ({message}); "
+        "trust a private CA with --ca-cert=FILE"
+    )
+
+
+class _Transfer:
+    """One request on the multi handle, with what it needs to report on itself."""
+
+    def __init__(
+        self, handle: pycurl.Curl, url: str, sink: Optional[Sink], probe: bool = False
+    ) -> None:
+        self.handle = handle
+        self.probe = probe
+        self.url = url
+        self.sink = sink
+        self.started = False
+        self.error: Optional[Tuple[int, str]] = None
+
+    def write(self, data: bytes) -> int:
+        sink = self.sink
+        self.started = True
+        if sink is None:
+            # A probe stops at the first byte, which proves the file is there;
+            # a HEAD-style check ignores what libcurl passes (FTP pseudo-headers).
+            return 0 if self.probe else len(data)
+        return sink.write(data)
+
+    def progress(self, dltotal: int, dlnow: int, ultotal: int, ulnow: int) -> int:
+        """Learn the announced size as soon as libcurl has it (non-zero aborts).
+
+        libcurl forbids getinfo() inside callbacks, but hands the size here.
+        """
+        sink = self.sink
+        if sink is not None and sink.expected is None and dltotal > 0:
+            try:
+                sink.expect(dltotal)
+            except BootError:
+                return 1
+        return 0
+
+
+class CurlTree(Tree):
+    """Files below an http(s) or ftp base URL."""
+
+    def __init__(self, base_url: str, options: TransportOptions) -> None:
+        parts = urlsplit(base_url)
+        if not parts.hostname:
+            raise UsageError(f"{base_url}: no host name")
+        try:
+            parts.port
+        except ValueError:
+            raise UsageError(f"{base_url}: invalid port") from None
+        if parts.query or parts.fragment:
+            raise UsageError(f"{base_url}: a location cannot have a query or fragment")
+        self.base = base_url if base_url.endswith("/") else base_url + "/"
+        self.scheme = parts.scheme.lower()
+        self.options = options
+        self._ca_bundle = options.ca_cert or system_ca_bundle()
+        if options.ca_cert and not os.access(options.ca_cert, os.R_OK):
+            raise UsageError(f"--ca-cert {options.ca_cert}: cannot read the file")
+        self._multi = pycurl.CurlMulti()
+        self._idle: List[pycurl.Curl] = []
+
+    # -- URLs and handles ------------------------------------------------------
+
+    def url(self, path: str) -> str:
+        return redact(join_url_path(self.base, quote(path, safe=_SAFE_PATH)))
+
+    def _real_url(self, path: str) -> str:
+        return join_url_path(self.base, quote(path, safe=_SAFE_PATH))
+
+    def _handle(self, url: str, nobody: bool) -> pycurl.Curl:
+        handle = self._idle.pop() if self._idle else pycurl.Curl()
+        handle.reset()
+        opts = self.options
+        handle.setopt(pycurl.URL, url)
+        handle.setopt(pycurl.PROTOCOLS, _ALLOWED)
+        handle.setopt(pycurl.REDIR_PROTOCOLS, _REDIRECTS)
+        handle.setopt(pycurl.FOLLOWLOCATION, 1)
+        handle.setopt(pycurl.MAXREDIRS, MAX_REDIRECTS)
+        handle.setopt(pycurl.NOSIGNAL, 1)
+        handle.setopt(pycurl.FAILONERROR, 1)
+        handle.setopt(pycurl.USERAGENT, f"xenpvnetboot/{__version__}")
+        handle.setopt(pycurl.CONNECTTIMEOUT, max(1, int(opts.timeout)))
+        handle.setopt(pycurl.LOW_SPEED_LIMIT, 1)
+        handle.setopt(pycurl.LOW_SPEED_TIME, max(1, int(opts.timeout)))
+        handle.setopt(pycurl.BUFFERSIZE, BUFFER_SIZE)
+        handle.setopt(pycurl.TCP_KEEPALIVE, 1)
+        # One SIZE/RETR with the full path instead of a CWD per directory level.
+        handle.setopt(pycurl.FTP_FILEMETHOD, pycurl.FTPMETHOD_NOCWD)
+        handle.setopt(pycurl.MAXFILESIZE_LARGE, opts.max_size)
+        if opts.insecure:
+            handle.setopt(pycurl.SSL_VERIFYPEER, 0)
+            handle.setopt(pycurl.SSL_VERIFYHOST, 0)
+        elif self._ca_bundle:
+            handle.setopt(pycurl.CAINFO, self._ca_bundle)
+        if nobody:
+            handle.setopt(pycurl.NOBODY, 1)
+        handle.setopt(pycurl.OPT_FILETIME, 1)
+        return handle
+
+    # -- running transfers -----------------------------------------------------
+
+    def _run(self, transfers: Sequence[_Transfer]) -> None:
+        """Drive transfers to completion on the shared multi handle.
+
+        The loop returns to Python at least every second (``select`` timeout),
+        so a SIGTERM from libxl is handled promptly even on a stalled server.
+        """
+        multi = self._multi
+        by_handle: Dict[int, _Transfer] = {}
+        for transfer in transfers:
+            transfer.handle.setopt(pycurl.WRITEFUNCTION, transfer.write)
+            if transfer.sink is not None:
+                transfer.handle.setopt(pycurl.NOPROGRESS, 0)
+                transfer.handle.setopt(pycurl.XFERINFOFUNCTION, transfer.progress)
+            multi.add_handle(transfer.handle)
+            by_handle[id(transfer.handle)] = transfer
+        try:
+            remaining = len(transfers)
+            while remaining:
+                while True:
+                    status, _ = multi.perform()
+                    if status != pycurl.E_CALL_MULTI_PERFORM:
+                        break
+                while True:
+                    queued, done, failed = multi.info_read()
+                    for handle in done:
+                        remaining -= 1
+                    for handle, code, message in failed:
+                        by_handle[id(handle)].error = (code, message)
+                        remaining -= 1
+                    if not queued:
+                        break
+                if remaining:
+                    multi.select(1.0)
+        finally:
+            for transfer in transfers:
+                multi.remove_handle(transfer.handle)
+                self._idle.append(transfer.handle)
+
+    def _raise_for(self, transfer: _Transfer, path: str) -> None:
+        """Turn a failed transfer into one clear error naming the URL."""
+        url = self.url(path)
+        if transfer.sink is not None and transfer.sink.error is not None:
+            raise transfer.sink.error
+        if transfer.error is None:
+            return
+        code, message = transfer.error
+        handle = transfer.handle
+        status = int(handle.getinfo(pycurl.RESPONSE_CODE) or 0)
+        if code == pycurl.E_HTTP_RETURNED_ERROR:
+            if status in (404, 410):
+                raise NotFound(f"{url}: not found (HTTP {status})")
+            raise BootError(f"{url}: server answered HTTP {status}")
+        if code in (pycurl.E_REMOTE_FILE_NOT_FOUND, pycurl.E_FTP_COULDNT_RETR_FILE):
+            raise NotFound(f"{url}: not found")
+        if code == pycurl.E_REMOTE_ACCESS_DENIED and self.scheme == "ftp":
+            raise NotFound(f"{url}: not found (the server refused to enter its directory)")
+        if code == pycurl.E_PEER_FAILED_VERIFICATION:
+            raise BootError(f"{url}: {_tls_hint(message)}")
+        if code == pycurl.E_FILESIZE_EXCEEDED:
+            raise BootError(
+                f"{url}: file is larger than the limit of {self.options.max_size} "
+                "bytes (--max-size)"
+            )
+        if code == pycurl.E_PARTIAL_FILE:
+            raise BootError(f"{url}: connection closed before the whole file arrived")
+        if code == pycurl.E_OPERATION_TIMEDOUT:
+            raise BootError(f"{url}: timed out after {self.options.timeout:g} s (--timeout)")
+        if code == pycurl.E_UNSUPPORTED_PROTOCOL and "redirect" in message.lower():
+            raise BootError(f"{url}: refused a redirect to another scheme ({message})")
+        if code == pycurl.E_TOO_MANY_REDIRECTS:
+            raise BootError(f"{url}: more than {MAX_REDIRECTS} redirects")
+        raise BootError(f"{url}: {_clean_message(message)}")
+
+    # -- the Tree interface ----------------------------------------------------
+
+    def stat(self, path: str) -> FileInfo:
+        url = self._real_url(path)
+        transfer = _Transfer(self._handle(url, nobody=True), url, None)
+        self._run([transfer])
+        status = int(transfer.handle.getinfo(pycurl.RESPONSE_CODE) or 0)
+        if transfer.error and self.scheme.startswith("http") and status in (405, 501):
+            return self._probe(path)
+        self._raise_for(transfer, path)
+        return _file_info(transfer.handle)
+
+    def _probe(self, path: str) -> FileInfo:
+        """Existence check for servers that refuse HEAD: start a GET, stop at once."""
+        url = self._real_url(path)
+        transfer = _Transfer(self._handle(url, nobody=False), url, None, probe=True)
+        self._run([transfer])
+        if transfer.started:
+            return _file_info(transfer.handle)
+        self._raise_for(transfer, path)
+        return _file_info(transfer.handle)
+
+    def fetch(self, path: str, sink: Sink) -> None:
+        self.fetch_many([(path, sink)])
+
+    def fetch_many(self, jobs: Sequence[Tuple[str, Sink]]) -> None:
+        transfers = []
+        for path, sink in jobs:
+            url = self._real_url(path)
+            transfers.append(_Transfer(self._handle(url, nobody=False), url, sink))
+        self._run(transfers)
+        for (path, sink), transfer in zip(jobs, transfers):
+            self._raise_for(transfer, path)
+            announced = int(transfer.handle.getinfo(pycurl.CONTENT_LENGTH_DOWNLOAD_T))
+            if sink.expected is None and announced >= 0:
+                sink.expected = announced
+            sink.check_complete()
+
+    def close(self) -> None:
+        for handle in self._idle:
+            handle.close()
+        self._idle.clear()
+        self._multi.close()
+
+
+def _file_info(handle: pycurl.Curl) -> FileInfo:
+    size = int(handle.getinfo(pycurl.CONTENT_LENGTH_DOWNLOAD_T))
+    mtime = int(handle.getinfo(pycurl.INFO_FILETIME))
+    return FileInfo(size=size if size >= 0 else None, mtime=mtime if mtime >= 0 else None)
+
+
+def _clean_message(message: str) -> str:
+    """libcurl's text, without trailing noise, on one line."""
+    return re.sub(r"\s+", " ", message).strip().rstrip(".") or "transfer failed"
+
+
+def open_tree(url: str, options: TransportOptions) -> CurlTree:
+    return CurlTree(url, options)
+
+
+__all__ = ["CurlTree", "open_tree", "redact", "system_ca_bundle"]

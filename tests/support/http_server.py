@@ -1,0 +1,150 @@
+"""A real HTTP(S) server on loopback for the tests, with switchable faults.
+
+It serves a directory with HEAD, Content-Length and Range support, acts as a
+forward proxy when asked for an absolute URL, and misbehaves on request for
+the fault-tolerance tests (``server.faults[path] = "cut"`` etc.).
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import socket
+import ssl
+import threading
+import time
+from typing import Dict, List, Optional
+from urllib.parse import unquote, urlsplit
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: "TestHTTPServer"
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+    def do_HEAD(self) -> None:
+        self._serve(head=True)
+
+    def do_GET(self) -> None:
+        self._serve(head=False)
+
+    def _serve(self, head: bool) -> None:
+        target = self.path
+        proxied = target.startswith(("http://", "https://"))
+        if proxied:
+            self.server.proxied.append(target)
+            target = urlsplit(target).path or "/"
+        path = unquote(target.split("?", 1)[0])
+        self.server.requests.append((self.command, path, self.headers.get("Range")))
+        fault = self.server.faults.get(path)
+        if fault == "refuse-head" and head:
+            return self._empty(405)
+        if isinstance(fault, tuple) and fault[0] == "redirect":
+            return self._redirect(fault[1])
+        full = os.path.normpath(os.path.join(self.server.root, path.lstrip("/")))
+        if not full.startswith(self.server.root) or not os.path.isfile(full):
+            return self._empty(404)
+        size = os.path.getsize(full)
+        if fault == "cut":
+            return self._cut(full, size, head)
+        if fault == "stall":
+            return self._stall(size, head)
+        start, end, status = 0, size - 1, 200
+        rng = self.headers.get("Range")
+        if rng and rng.startswith("bytes=") and "," not in rng:
+            first, _, last = rng[6:].partition("-")
+            start = int(first) if first else max(0, size - int(last))
+            end = int(last) if (first and last) else size - 1
+            status = 206
+        self.send_response(status)
+        self.send_header("Content-Length", str(end - start + 1))
+        self.send_header("Accept-Ranges", "bytes")
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.send_header("Last-Modified", self.date_time_string(int(os.path.getmtime(full))))
+        self.end_headers()
+        if head:
+            return
+        with open(full, "rb") as handle:
+            handle.seek(start)
+            remaining = end - start + 1
+            while remaining > 0:
+                data = handle.read(min(remaining, 1 << 20))
+                if not data:
+                    break
+                self.wfile.write(data)
+                remaining -= len(data)
+
+    def _empty(self, status: int) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _redirect(self, location: str) -> None:
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _stall(self, size: int, head: bool) -> None:
+        """Send the headers and a little data, then nothing for a long time."""
+        self.send_response(200)
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        if not head:
+            self.wfile.write(b"x" * min(size, 1000))
+            self.wfile.flush()
+            time.sleep(30)
+
+    def _cut(self, full: str, size: int, head: bool) -> None:
+        """Announce the whole file, send half of it, close the connection."""
+        self.send_response(200)
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        if not head:
+            with open(full, "rb") as handle:
+                self.wfile.write(handle.read(size // 2))
+            self.wfile.flush()
+            time.sleep(0.05)
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+class TestHTTPServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, root: str, host: str = "127.0.0.1", tls: Optional[ssl.SSLContext] = None) -> None:
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        super().__init__((host, 0), _Handler)
+        self.root = os.path.realpath(root)
+        self.faults: Dict[str, object] = {}
+        self.requests: List[tuple] = []
+        self.proxied: List[str] = []
+        self.tls = tls
+        if tls is not None:
+            self.socket = tls.wrap_socket(self.socket, server_side=True)
+        self.host = host
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+    def url(self, path: str = "") -> str:
+        scheme = "https" if self.tls else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}/{path.lstrip('/')}"
+
+    def start(self) -> "TestHTTPServer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
