@@ -45,6 +45,21 @@ def prepare_output_directory(directory: str) -> str:
     return directory
 
 
+def check_free_space(directory: str, refs: List[FileRef]) -> None:
+    """Fail before downloading when the known sizes cannot fit (a small /run)."""
+    need = sum(ref.info.size or 0 for ref in refs)
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return
+    free = st.f_bavail * st.f_frsize
+    if need > free:
+        raise BootError(
+            f"{directory}: the kernel and ramdisk need {human_size(need)} but only "
+            f"{human_size(free)} are free; choose another place with --output-directory"
+        )
+
+
 @dataclass
 class Target:
     """An output file being written: its final name and its temporary one."""
@@ -64,6 +79,13 @@ class Target:
             raise BootError(f"{directory}: cannot create a file: {exc.strerror or exc}") from None
         CLEANUP.add_file(partial)
         return cls(final, partial, os.fdopen(fd, "wb", buffering=WRITE_BUFFER))
+
+    def discard(self) -> None:
+        """Close without caring about unflushed data (the file is being removed)."""
+        try:
+            self.fileobj.close()
+        except OSError:
+            pass
 
     def commit(self) -> str:
         try:
@@ -86,13 +108,16 @@ def fetch_selection(
     sinks: List[Sink] = []
     progress = []
     by_tree: Dict[int, List[Tuple[Tree, str, Sink]]] = {}
+    check_free_space(directory, [ref for _, ref in refs])
     for role, ref in refs:
         ui.info(f"Fetching {role} {ref.url} ({human_size(ref.info.size)})")
         target = Target.create(directory, safe_basename(ref.path, role))
         bar = ui.progress(role)
-        sink = Sink(target.fileobj, ref.url, max_size=options.max_size, progress=bar)
+        sink = Sink(target.fileobj, ref.url, max_size=options.max_size, progress=bar,
+                    sha256=ref.sha256)
         targets.append(target)
         sinks.append(sink)
+        sink.expect(ref.info.size)
         progress.append(bar)
         by_tree.setdefault(id(ref.tree), []).append((ref.tree, ref.path, sink))
     try:
@@ -100,7 +125,7 @@ def fetch_selection(
             jobs[0][0].fetch_many([(path, sink) for _, path, sink in jobs])
     except BaseException:
         for target in targets:
-            target.fileobj.close()
+            target.discard()
         raise
     paths = []
     for target, sink, bar in zip(targets, sinks, progress):

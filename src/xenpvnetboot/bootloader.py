@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 
 from .boot import fetch_selection, prepare_output_directory
 from .cleanup import CLEANUP
 from .errors import UsageError
-from .layout import select_files
+from .layout import Selection, select_files
 from .location import open_location
 from .output import BootResult, format_result, write_result
 from .transports import TransportOptions
 from .ui import UI
 
 
-def transport_options(args: argparse.Namespace) -> TransportOptions:
+def transport_options(args: argparse.Namespace, ui: UI) -> TransportOptions:
     return TransportOptions(
+        log=ui.info,
         timeout=args.timeout,
         retries=args.retries,
         max_size=args.max_size,
@@ -29,12 +31,27 @@ def transport_options(args: argparse.Namespace) -> TransportOptions:
     )
 
 
+def with_checksums(selection: Selection, args: argparse.Namespace) -> Selection:
+    """Apply --kernel-sha256/--ramdisk-sha256 (they win over .treeinfo checksums)."""
+    if args.kernel_sha256:
+        selection = dataclasses.replace(
+            selection, kernel=dataclasses.replace(selection.kernel, sha256=args.kernel_sha256)
+        )
+    if args.ramdisk_sha256:
+        if selection.ramdisk is None:
+            raise UsageError("--ramdisk-sha256 given, but there is no ramdisk to check")
+        selection = dataclasses.replace(
+            selection, ramdisk=dataclasses.replace(selection.ramdisk, sha256=args.ramdisk_sha256)
+        )
+    return selection
+
+
 def boot(args: argparse.Namespace) -> int:
     """Do the boot the parsed options describe; raise on any failure."""
     if not args.location and not args.kernel:
         raise UsageError("nothing to boot: give --location, or --kernel (and --ramdisk)")
-    options = transport_options(args)
     ui = UI(quiet=args.quiet, verbose=args.verbose)
+    options = transport_options(args, ui)
     if args.insecure:
         ui.warning("TLS certificate verification is disabled (--insecure)")
     directory = prepare_output_directory(args.output_directory)
@@ -48,6 +65,7 @@ def boot(args: argparse.Namespace) -> int:
             location = trees.enter_context(open_location(args.location, options))
             ui.info(f"Location {location.url('')}")
         selection = select_files(location, args.kernel, args.ramdisk, options, trees)
+        selection = with_checksums(selection, args)
         ui.debug(f"Chose {selection.reason}")
         kernel, ramdisk = fetch_selection(selection, directory, options, ui)
 

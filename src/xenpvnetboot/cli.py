@@ -53,6 +53,15 @@ def parse_count(text: str) -> int:
     return value
 
 
+def parse_sha256(text: str) -> str:
+    value = text.strip().lower()
+    if value.startswith("sha256:"):
+        value = value[7:]
+    if not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise argparse.ArgumentTypeError(f"not a SHA-256 digest (64 hex digits): {text!r}")
+    return value
+
+
 def parse_uid(text: str) -> int:
     try:
         value = int(text)
@@ -100,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="retries of a failed transfer (default 3)")
     add("--max-size", metavar="SIZE", type=parse_size, default=1 << 30,
         help="largest file accepted, e.g. 512M (default 1G)")
+    add("--kernel-sha256", metavar="HEX", type=parse_sha256,
+        help="refuse the kernel unless its SHA-256 is this")
+    add("--ramdisk-sha256", metavar="HEX", type=parse_sha256,
+        help="refuse the ramdisk unless its SHA-256 is this")
     add("--tftp-blksize", metavar="BYTES", type=int, help="TFTP block size to ask for (default 1468)")
     add("--tftp-windowsize", metavar="BLOCKS", type=int, help="TFTP window size to ask for (default 16)")
     add("--runas", metavar="UID", type=parse_uid,

@@ -24,6 +24,10 @@ class NotFound(BootError):
     """A file does not exist at the location (lets the layout search move on)."""
 
 
+class TransientError(BootError):
+    """A failure that trying again may cure (reset, timeout, HTTP 503, short transfer)."""
+
+
 class UsageError(XenPVNetBootError):
     """The command line itself is wrong (exit 2)."""
 

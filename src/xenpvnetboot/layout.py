@@ -43,6 +43,8 @@ class FileRef:
     tree: Tree
     path: str
     info: FileInfo = FileInfo()
+    #: Expected SHA-256 (hex) from .treeinfo or --kernel-sha256; checked on arrival.
+    sha256: Optional[str] = None
 
     @property
     def url(self) -> str:
@@ -56,6 +58,8 @@ class Selection:
     kernel: FileRef
     ramdisk: Optional[FileRef]
     reason: str
+    #: Kernel arguments the detected installer needs (e.g. ``inst.repo=<location>``).
+    install_args: str = ""
 
 
 def _exists(tree: Tree, path: str) -> Optional[FileInfo]:

@@ -38,11 +38,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             target = urlsplit(target).path or "/"
         path = unquote(target.split("?", 1)[0])
         self.server.requests.append((self.command, path, self.headers.get("Range")))
-        fault = self.server.faults.get(path)
+        fault = self.server.next_fault(path, head)
         if fault == "refuse-head" and head:
             return self._empty(405)
+        if fault in ("503", "429", "500", "403"):
+            return self._empty(int(fault))
         if isinstance(fault, tuple) and fault[0] == "redirect":
             return self._redirect(fault[1])
+        if fault == "endless":
+            return self._endless(head)
         full = os.path.normpath(os.path.join(self.server.root, path.lstrip("/")))
         if not full.startswith(self.server.root) or not os.path.isfile(full):
             return self._empty(404)
@@ -51,8 +55,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._cut(full, size, head)
         if fault == "stall":
             return self._stall(size, head)
+        if fault == "slow":
+            return self._slow(full, size, head)
         start, end, status = 0, size - 1, 200
-        rng = self.headers.get("Range")
+        rng = self.headers.get("Range") if fault != "norange" else None
         if rng and rng.startswith("bytes=") and "," not in rng:
             first, _, last = rng[6:].partition("-")
             start = int(first) if first else max(0, size - int(last))
@@ -87,6 +93,37 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Location", location)
         self.send_header("Content-Length", "0")
         self.end_headers()
+
+    def _endless(self, head: bool) -> None:
+        """A body without length that never ends (until the client gives up)."""
+        self.send_response(200)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        if head:
+            return
+        block = b"\0" * 65536
+        try:
+            while True:
+                self.wfile.write(block)
+        except OSError:
+            pass
+
+    def _slow(self, full: str, size: int, head: bool) -> None:
+        """The whole file, 4 KiB every 20 ms."""
+        self.send_response(200)
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        if head:
+            return
+        with open(full, "rb") as handle:
+            try:
+                for block in iter(lambda: handle.read(4096), b""):
+                    self.wfile.write(block)
+                    self.wfile.flush()
+                    time.sleep(0.02)
+            except OSError:
+                pass
 
     def _stall(self, size: int, head: bool) -> None:
         """Send the headers and a little data, then nothing for a long time."""
@@ -131,6 +168,15 @@ class TestHTTPServer(http.server.ThreadingHTTPServer):
             self.socket = tls.wrap_socket(self.socket, server_side=True)
         self.host = host
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    def next_fault(self, path: str, head: bool) -> object:
+        """The behaviour for this request: a fault, or a list consumed in order."""
+        fault = self.faults.get(path)
+        if isinstance(fault, list):
+            if head and fault and fault[0] not in ("refuse-head", "503"):
+                return None  # a HEAD does not use up a fault meant for the GET
+            return fault.pop(0) if fault else None
+        return fault
 
     @property
     def port(self) -> int:

@@ -14,13 +14,14 @@ Paths handed to a tree are decoded, ``/``-separated and relative to its root
 from __future__ import annotations
 
 import abc
+import hashlib
 import io
 import os
 import posixpath
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterable, Optional, Sequence, Tuple
 
-from ..errors import BootError
+from ..errors import BootError, TransientError
 
 #: Default bound on one fetched file (the ``--max-size`` option overrides it).
 DEFAULT_MAX_SIZE = 1 << 30
@@ -40,6 +41,12 @@ class TransportOptions:
     tftp_blksize: Optional[int] = None
     tftp_windowsize: Optional[int] = None
     verbose: bool = False
+    #: Where transports report retries and protocol details (the console).
+    log: Optional[Callable[[str], None]] = None
+
+    def note(self, message: str) -> None:
+        if self.log is not None:
+            self.log(message)
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,7 @@ class Sink:
         name: str,
         max_size: int = DEFAULT_MAX_SIZE,
         progress: Optional[Callable[["Sink"], None]] = None,
+        sha256: Optional[str] = None,
     ) -> None:
         self.fileobj = fileobj
         self.name = name
@@ -109,6 +117,8 @@ class Sink:
         self.expected: Optional[int] = None
         self.error: Optional[BootError] = None
         self._write = fileobj.write
+        self.want_sha256 = sha256.lower() if sha256 else None
+        self._digest = hashlib.sha256() if sha256 else None
 
     def expect(self, size: Optional[int]) -> None:
         """Record the announced size; refuse it at once if it is too large."""
@@ -150,19 +160,36 @@ class Sink:
         except OSError as exc:
             return self.fail(f"{self.name}: cannot write output: {exc.strerror or exc}")
         self.written = total
+        if self._digest is not None:
+            self._digest.update(data)
         if self.progress is not None:
             self.progress(self)
         return n
+
+    def rewind(self) -> None:
+        """Forget what was written, to restart a transfer from its first byte."""
+        self.fileobj.seek(0)
+        self.fileobj.truncate()
+        self.written = 0
+        self.error = None
+        if self._digest is not None:
+            self._digest = hashlib.sha256()
 
     def check_complete(self) -> None:
         """Raise if the transfer stopped early or a write was refused."""
         if self.error is not None:
             raise self.error
         if self.expected is not None and self.written != self.expected:
-            raise BootError(
+            raise TransientError(
                 f"{self.name}: transfer ended after {self.written} of "
                 f"{self.expected} bytes"
             )
+        if self._digest is not None:
+            got = self._digest.hexdigest()
+            if got != self.want_sha256:
+                raise BootError(
+                    f"{self.name}: SHA-256 is {got}, expected {self.want_sha256}"
+                )
 
 
 class Tree(abc.ABC):

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+import time
 from typing import Dict, List, Optional, Sequence, Tuple
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import pycurl
 
 from .. import __version__
-from ..errors import BootError, NotFound, UsageError
+from ..errors import BootError, NotFound, TransientError, UsageError
 from .base import FileInfo, Sink, TransportOptions, Tree, join_url_path
 
 #: libcurl's largest receive buffer: fewer, larger write callbacks.
@@ -70,12 +72,13 @@ class _Transfer:
     """One request on the multi handle, with what it needs to report on itself."""
 
     def __init__(
-        self, handle: pycurl.Curl, url: str, sink: Optional[Sink], probe: bool = False
+        self, handle: pycurl.Curl, path: str, sink: Optional[Sink], probe: bool = False
     ) -> None:
         self.handle = handle
+        self.path = path
         self.probe = probe
-        self.url = url
         self.sink = sink
+        self.offset = 0  # where a resumed transfer starts
         self.started = False
         self.error: Optional[Tuple[int, str]] = None
 
@@ -96,7 +99,7 @@ class _Transfer:
         sink = self.sink
         if sink is not None and sink.expected is None and dltotal > 0:
             try:
-                sink.expect(dltotal)
+                sink.expect(self.offset + dltotal)
             except BootError:
                 return 1
         return 0
@@ -202,77 +205,126 @@ class CurlTree(Tree):
                 multi.remove_handle(transfer.handle)
                 self._idle.append(transfer.handle)
 
-    def _raise_for(self, transfer: _Transfer, path: str) -> None:
-        """Turn a failed transfer into one clear error naming the URL."""
-        url = self.url(path)
-        if transfer.sink is not None and transfer.sink.error is not None:
-            raise transfer.sink.error
+    def _error(self, transfer: _Transfer) -> Optional[BootError]:
+        """The failure of a finished transfer as one clear error naming the URL.
+
+        :class:`TransientError` marks what a retry may cure.
+        """
+        url = self.url(transfer.path)
+        sink = transfer.sink
+        if sink is not None and sink.error is not None:
+            return sink.error
         if transfer.error is None:
-            return
+            return None
         code, message = transfer.error
-        handle = transfer.handle
-        status = int(handle.getinfo(pycurl.RESPONSE_CODE) or 0)
+        status = int(transfer.handle.getinfo(pycurl.RESPONSE_CODE) or 0)
         if code == pycurl.E_HTTP_RETURNED_ERROR:
             if status in (404, 410):
-                raise NotFound(f"{url}: not found (HTTP {status})")
-            raise BootError(f"{url}: server answered HTTP {status}")
+                return NotFound(f"{url}: not found (HTTP {status})")
+            if status in (408, 429) or status >= 500:
+                return TransientError(f"{url}: server answered HTTP {status}")
+            return BootError(f"{url}: server answered HTTP {status}")
         if code in (pycurl.E_REMOTE_FILE_NOT_FOUND, pycurl.E_FTP_COULDNT_RETR_FILE):
-            raise NotFound(f"{url}: not found")
+            if 400 <= status < 500:
+                return TransientError(f"{url}: server answered FTP {status}, try again later")
+            return NotFound(f"{url}: not found")
         if code == pycurl.E_REMOTE_ACCESS_DENIED and self.scheme == "ftp":
-            raise NotFound(f"{url}: not found (the server refused to enter its directory)")
+            return NotFound(f"{url}: not found (the server refused to enter its directory)")
         if code == pycurl.E_PEER_FAILED_VERIFICATION:
-            raise BootError(f"{url}: {_tls_hint(message)}")
+            return BootError(f"{url}: {_tls_hint(message)}")
         if code == pycurl.E_FILESIZE_EXCEEDED:
-            raise BootError(
+            return BootError(
                 f"{url}: file is larger than the limit of {self.options.max_size} "
                 "bytes (--max-size)"
             )
-        if code == pycurl.E_PARTIAL_FILE:
-            raise BootError(f"{url}: connection closed before the whole file arrived")
-        if code == pycurl.E_OPERATION_TIMEDOUT:
-            raise BootError(f"{url}: timed out after {self.options.timeout:g} s (--timeout)")
         if code == pycurl.E_UNSUPPORTED_PROTOCOL and "redirect" in message.lower():
-            raise BootError(f"{url}: refused a redirect to another scheme ({message})")
+            return BootError(f"{url}: refused a redirect to another scheme ({message})")
         if code == pycurl.E_TOO_MANY_REDIRECTS:
-            raise BootError(f"{url}: more than {MAX_REDIRECTS} redirects")
-        raise BootError(f"{url}: {_clean_message(message)}")
+            return BootError(f"{url}: more than {MAX_REDIRECTS} redirects")
+        if code in _RESUME_REFUSED:
+            return _ResumeRefused(f"{url}: the server cannot resume a transfer")
+        if code == pycurl.E_OPERATION_TIMEDOUT:
+            return TransientError(f"{url}: {self._timeout_text()}")
+        if code in _TRANSIENT:
+            return TransientError(f"{url}: {_TRANSIENT[code] or _clean_message(message)}")
+        return BootError(f"{url}: {_clean_message(message)}")
+
+    def _timeout_text(self) -> str:
+        return f"no progress for {self.options.timeout:g} s (--timeout)"
+
+    def _with_retries(self, transfers: List[_Transfer]) -> None:
+        """Run transfers, retrying transient failures with backoff.
+
+        A transfer cut in the middle resumes where it stopped (HTTP Range,
+        FTP REST); a server that cannot resume gets a fresh start.
+        """
+        pending = transfers
+        for attempt in range(self.options.retries + 1):
+            self._run(pending)
+            failed = []
+            last: Optional[BootError] = None
+            for transfer in pending:
+                error = self._error(transfer) or _incomplete(transfer)
+                if error is None:
+                    continue
+                if not isinstance(error, TransientError) or attempt == self.options.retries:
+                    raise error
+                failed.append(transfer)
+                last = error
+            if not failed:
+                return
+            delay = min(RETRY_MAX_DELAY, RETRY_FIRST_DELAY * (2 ** attempt))
+            self.options.note(f"{last}; retrying in {delay:g} s")
+            time.sleep(delay)
+            pending = [self._again(transfer) for transfer in failed]
+
+    def _again(self, transfer: _Transfer) -> _Transfer:
+        """A new request for a failed transfer: resumed if bytes arrived, else fresh."""
+        sink = transfer.sink
+        handle = self._handle(self._real_url(transfer.path), nobody=sink is None)
+        again = _Transfer(handle, transfer.path, sink, transfer.probe)
+        if sink is not None:
+            if isinstance(self._error(transfer), _ResumeRefused) or sink.written == 0:
+                sink.rewind()
+            else:
+                again.offset = sink.written
+                handle.setopt(pycurl.RESUME_FROM_LARGE, sink.written)
+            sink.error = None
+        return again
 
     # -- the Tree interface ----------------------------------------------------
 
     def stat(self, path: str) -> FileInfo:
-        url = self._real_url(path)
-        transfer = _Transfer(self._handle(url, nobody=True), url, None)
-        self._run([transfer])
-        status = int(transfer.handle.getinfo(pycurl.RESPONSE_CODE) or 0)
-        if transfer.error and self.scheme.startswith("http") and status in (405, 501):
+        transfer = _Transfer(self._handle(self._real_url(path), nobody=True), path, None)
+        try:
+            self._with_retries([transfer])
+        except BootError:
+            status = int(transfer.handle.getinfo(pycurl.RESPONSE_CODE) or 0)
+            if not (self.scheme.startswith("http") and status in (405, 501)):
+                raise
             return self._probe(path)
-        self._raise_for(transfer, path)
         return _file_info(transfer.handle)
 
     def _probe(self, path: str) -> FileInfo:
         """Existence check for servers that refuse HEAD: start a GET, stop at once."""
-        url = self._real_url(path)
-        transfer = _Transfer(self._handle(url, nobody=False), url, None, probe=True)
+        transfer = _Transfer(self._handle(self._real_url(path), nobody=False), path, None, probe=True)
         self._run([transfer])
-        if transfer.started:
-            return _file_info(transfer.handle)
-        self._raise_for(transfer, path)
+        if not transfer.started:
+            error = self._error(transfer)
+            if error is not None:
+                raise error
         return _file_info(transfer.handle)
 
     def fetch(self, path: str, sink: Sink) -> None:
         self.fetch_many([(path, sink)])
 
     def fetch_many(self, jobs: Sequence[Tuple[str, Sink]]) -> None:
-        transfers = []
-        for path, sink in jobs:
-            url = self._real_url(path)
-            transfers.append(_Transfer(self._handle(url, nobody=False), url, sink))
-        self._run(transfers)
-        for (path, sink), transfer in zip(jobs, transfers):
-            self._raise_for(transfer, path)
-            announced = int(transfer.handle.getinfo(pycurl.CONTENT_LENGTH_DOWNLOAD_T))
-            if sink.expected is None and announced >= 0:
-                sink.expected = announced
+        transfers = [
+            _Transfer(self._handle(self._real_url(path), nobody=False), path, sink)
+            for path, sink in jobs
+        ]
+        self._with_retries(transfers)
+        for _, sink in jobs:
             sink.check_complete()
 
     def close(self) -> None:
@@ -280,6 +332,44 @@ class CurlTree(Tree):
             handle.close()
         self._idle.clear()
         self._multi.close()
+
+
+class _ResumeRefused(TransientError):
+    """The server answered a resume request with the whole file or an error."""
+
+
+#: libcurl errors a retry may cure, with a clearer text where libcurl's is obscure.
+_TRANSIENT = {
+    pycurl.E_COULDNT_CONNECT: "",
+    pycurl.E_OPERATION_TIMEDOUT: "",
+    pycurl.E_PARTIAL_FILE: "connection closed before the whole file arrived",
+    pycurl.E_RECV_ERROR: "",
+    pycurl.E_SEND_ERROR: "",
+    pycurl.E_GOT_NOTHING: "the server closed the connection without answering",
+    pycurl.E_FTP_ACCEPT_TIMEOUT: "",
+    pycurl.E_FTP_CANT_GET_HOST: "",
+    pycurl.E_FTP_WEIRD_PASV_REPLY: "",
+    pycurl.E_FTP_WEIRD_SERVER_REPLY: "",
+}
+_RESUME_REFUSED = {pycurl.E_RANGE_ERROR, pycurl.E_FTP_COULDNT_USE_REST,
+                   pycurl.E_BAD_DOWNLOAD_RESUME}
+RETRY_FIRST_DELAY = 0.5
+RETRY_MAX_DELAY = 5.0
+
+
+def _incomplete(transfer: _Transfer) -> Optional[BootError]:
+    """A transfer libcurl thought complete but that ended short of its announced size."""
+    sink = transfer.sink
+    if sink is None or transfer.error is not None:
+        return None
+    announced = int(transfer.handle.getinfo(pycurl.CONTENT_LENGTH_DOWNLOAD_T))
+    if sink.expected is None and announced >= 0:
+        sink.expected = transfer.offset + announced
+    try:
+        sink.check_complete()
+    except BootError as exc:
+        return exc
+    return None
 
 
 def _file_info(handle: pycurl.Curl) -> FileInfo:
