@@ -11,14 +11,13 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from dataclasses import dataclass
 from typing import BinaryIO, Dict, List, Optional, Tuple
 
 from .cleanup import CLEANUP
 from .errors import BootError
 from .layout import FileRef, Selection
 from .transports import Sink, TransportOptions, Tree
-from .ui import UI, human_size
+from .ui import UI, Progress, human_size
 
 PREFIX = "xenpvboot."
 WRITE_BUFFER = 1 << 20
@@ -60,25 +59,27 @@ def check_free_space(directory: str, refs: List[FileRef]) -> None:
         )
 
 
-@dataclass
 class Target:
-    """An output file being written: its final name and its temporary one."""
+    """A partial output file: written under a hidden name, renamed once complete.
 
-    final: str
-    partial: str
-    fileobj: BinaryIO
+    The final name (``xenpvboot.<basename>.<random>``) is only chosen at
+    :meth:`commit`, because the basename comes from the remote path, which a
+    deprivileged child learns after the parent created the file for it.
+    """
+
+    def __init__(self, directory: str, partial: str, fileobj: BinaryIO) -> None:
+        self.directory = directory
+        self.partial = partial
+        self.fileobj = fileobj
 
     @classmethod
-    def create(cls, directory: str, basename: str) -> "Target":
+    def create(cls, directory: str, role: str) -> "Target":
         try:
-            fd, final = tempfile.mkstemp(prefix=f"{PREFIX}{basename}.", dir=directory)
-            os.close(fd)
-            CLEANUP.add_file(final)
-            fd, partial = tempfile.mkstemp(prefix=f".{PREFIX}{basename}.", suffix=".part", dir=directory)
+            fd, partial = tempfile.mkstemp(prefix=f".{PREFIX}{role}.", suffix=".part", dir=directory)
         except OSError as exc:
             raise BootError(f"{directory}: cannot create a file: {exc.strerror or exc}") from None
         CLEANUP.add_file(partial)
-        return cls(final, partial, os.fdopen(fd, "wb", buffering=WRITE_BUFFER))
+        return cls(directory, partial, os.fdopen(fd, "wb", buffering=WRITE_BUFFER))
 
     def discard(self) -> None:
         """Close without caring about unflushed data (the file is being removed)."""
@@ -87,49 +88,72 @@ class Target:
         except OSError:
             pass
 
-    def commit(self) -> str:
+    def finish(self) -> None:
+        """Flush and close; a late write error (disk full) fails the boot."""
         try:
             self.fileobj.close()
         except OSError as exc:
-            raise BootError(f"{self.final}: cannot write: {exc.strerror or exc}") from None
-        os.replace(self.partial, self.final)
+            raise BootError(f"{self.partial}: cannot write: {exc.strerror or exc}") from None
+
+    def commit(self, basename: str) -> str:
+        """Give the complete file its final, unique name; return that path."""
+        self.discard()
+        fd, final = tempfile.mkstemp(prefix=f"{PREFIX}{basename}.", dir=self.directory)
+        os.close(fd)
+        CLEANUP.add_file(final)
+        os.replace(self.partial, final)
         CLEANUP.forget(self.partial)
-        return self.final
+        return final
+
+
+def selection_refs(selection: Selection) -> List[Tuple[str, FileRef]]:
+    refs: List[Tuple[str, FileRef]] = [("kernel", selection.kernel)]
+    if selection.ramdisk is not None:
+        refs.append(("ramdisk", selection.ramdisk))
+    return refs
+
+
+def download(
+    selection: Selection, targets: Dict[str, Target], options: TransportOptions, ui: UI
+) -> Dict[str, Tuple[str, int]]:
+    """Stream the selected files into their targets; return each role's (basename, size).
+
+    Files in the same tree are fetched together (the curl transport overlaps
+    them on one multi handle).
+    """
+    refs = selection_refs(selection)
+    check_free_space(targets["kernel"].directory, [ref for _, ref in refs])
+    sinks: List[Tuple[str, Sink, Optional[Progress]]] = []
+    by_tree: Dict[int, List[Tuple[Tree, str, Sink]]] = {}
+    try:
+        for role, ref in refs:
+            ui.info(f"Fetching {role} {ref.url} ({human_size(ref.info.size)})")
+            bar = ui.progress(role)
+            sink = Sink(targets[role].fileobj, ref.url, max_size=options.max_size,
+                        progress=bar, sha256=ref.sha256)
+            sink.expect(ref.info.size)
+            sinks.append((role, sink, bar))
+            by_tree.setdefault(id(ref.tree), []).append((ref.tree, ref.path, sink))
+        for jobs in by_tree.values():
+            jobs[0][0].fetch_many([(path, sink) for _, path, sink in jobs])
+        for role, sink, bar in sinks:
+            targets[role].finish()
+            if bar is not None:
+                bar.done(sink)
+    except BaseException:
+        for target in targets.values():
+            target.discard()
+        raise
+    written = {role: sink.written for role, sink, _ in sinks}
+    return {role: (safe_basename(ref.path, role), written[role]) for role, ref in refs}
 
 
 def fetch_selection(
     selection: Selection, directory: str, options: TransportOptions, ui: UI
 ) -> Tuple[str, Optional[str]]:
     """Fetch kernel (and ramdisk) into *directory*; return their final paths."""
-    refs: List[Tuple[str, FileRef]] = [("kernel", selection.kernel)]
-    if selection.ramdisk is not None:
-        refs.append(("ramdisk", selection.ramdisk))
-    targets: List[Target] = []
-    sinks: List[Sink] = []
-    progress = []
-    by_tree: Dict[int, List[Tuple[Tree, str, Sink]]] = {}
-    check_free_space(directory, [ref for _, ref in refs])
-    for role, ref in refs:
-        ui.info(f"Fetching {role} {ref.url} ({human_size(ref.info.size)})")
-        target = Target.create(directory, safe_basename(ref.path, role))
-        bar = ui.progress(role)
-        sink = Sink(target.fileobj, ref.url, max_size=options.max_size, progress=bar,
-                    sha256=ref.sha256)
-        targets.append(target)
-        sinks.append(sink)
-        sink.expect(ref.info.size)
-        progress.append(bar)
-        by_tree.setdefault(id(ref.tree), []).append((ref.tree, ref.path, sink))
-    try:
-        for jobs in by_tree.values():
-            jobs[0][0].fetch_many([(path, sink) for _, path, sink in jobs])
-    except BaseException:
-        for target in targets:
-            target.discard()
-        raise
-    paths = []
-    for target, sink, bar in zip(targets, sinks, progress):
-        paths.append(target.commit())
-        if bar is not None:
-            bar.done(sink)
-    return paths[0], paths[1] if len(paths) > 1 else None
+    targets = {role: Target.create(directory, role) for role, _ in selection_refs(selection)}
+    files = download(selection, targets, options, ui)
+    kernel = targets["kernel"].commit(files["kernel"][0])
+    ramdisk = targets["ramdisk"].commit(files["ramdisk"][0]) if "ramdisk" in targets else None
+    return kernel, ramdisk

@@ -1,4 +1,9 @@
-"""One boot, start to finish: open the location, pick the files, fetch, report."""
+"""One boot, start to finish: open the location, pick the files, fetch, report.
+
+With ``--runas`` the same steps run in a deprivileged child (see privsep.py);
+the root parent only creates the output files beforehand and checks and names
+them afterwards.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,21 @@ import argparse
 import contextlib
 import dataclasses
 import os
+import sys
+from typing import Callable, Dict, Optional, Tuple
 
-from .boot import fetch_selection, prepare_output_directory
+from .boot import Target, download, prepare_output_directory
 from .cleanup import CLEANUP
-from .errors import UsageError
-from .layout import Selection, select_files
+from .errors import BootError, UsageError
+from .layout import Selection, describe, select_files
+from .layouts.installargs import merge as merge_install_args
 from .location import open_location
 from .output import BootResult, format_result, write_result
 from .transports import TransportOptions
 from .ui import UI
+
+#: role -> (basename, size) of each fetched file.
+Fetched = Dict[str, Tuple[str, int]]
 
 
 def transport_options(args: argparse.Namespace, ui: UI) -> TransportOptions:
@@ -46,6 +57,49 @@ def with_checksums(selection: Selection, args: argparse.Namespace) -> Selection:
     return selection
 
 
+def find_and_fetch(
+    args: argparse.Namespace,
+    options: TransportOptions,
+    ui: UI,
+    targets_for: Callable[[Selection], Dict[str, Target]],
+) -> Tuple[Fetched, str]:
+    """Open the location, choose the files, stream them; return them and install args."""
+    with contextlib.ExitStack() as trees:
+        selection = choose(args, options, ui, trees)
+        fetched = download(selection, targets_for(selection), options, ui)
+    return fetched, selection.install_args
+
+
+def choose(
+    args: argparse.Namespace, options: TransportOptions, ui: UI, trees: contextlib.ExitStack
+) -> Selection:
+    """Open the location (into *trees*) and decide which files to boot, saying why."""
+    location = None
+    if args.location:
+        location = trees.enter_context(open_location(args.location, options))
+        ui.info(f"Location {location.url('')}")
+    selection = select_files(location, args.kernel, args.ramdisk, options, trees, arch=args.arch)
+    selection = with_checksums(selection, args)
+    ui.info(f"Found {selection.reason}")
+    return selection
+
+
+def kernel_args(args: argparse.Namespace, install_args: str) -> str:
+    """--args, plus the installer's source unless given there or --no-install-args."""
+    if args.no_install_args or not install_args:
+        return args.args
+    return merge_install_args(args.args, install_args)
+
+
+def dry_run(args: argparse.Namespace, options: TransportOptions, ui: UI) -> int:
+    """--dry-run: show what would be booted; fetch nothing, write no file."""
+    with contextlib.ExitStack() as trees:
+        selection = choose(args, options, ui, trees)
+        sys.stdout.write(describe(selection, kernel_args(args, selection.install_args)))
+        sys.stdout.flush()
+    return 0
+
+
 def boot(args: argparse.Namespace) -> int:
     """Do the boot the parsed options describe; raise on any failure."""
     if not args.location and not args.kernel:
@@ -54,24 +108,81 @@ def boot(args: argparse.Namespace) -> int:
     options = transport_options(args, ui)
     if args.insecure:
         ui.warning("TLS certificate verification is disabled (--insecure)")
+    if args.dry_run:
+        return dry_run(args, options, ui)
     directory = prepare_output_directory(args.output_directory)
     # Refuse a result libxl could not parse before spending time on downloads.
     probe = os.path.join(directory, "xenpvboot.check")
     format_result(BootResult(probe, probe, args.args), args.output_format)
 
-    with contextlib.ExitStack() as trees:
-        location = None
-        if args.location:
-            location = trees.enter_context(open_location(args.location, options))
-            ui.info(f"Location {location.url('')}")
-        selection = select_files(location, args.kernel, args.ramdisk, options, trees)
-        selection = with_checksums(selection, args)
-        ui.debug(f"Chose {selection.reason}")
-        kernel, ramdisk = fetch_selection(selection, directory, options, ui)
+    if args.runas is None:
+        targets: Dict[str, Target] = {}
 
-    data = format_result(BootResult(kernel, ramdisk, args.args), args.output_format)
+        def create(selection: Selection) -> Dict[str, Target]:
+            for role in ("kernel", "ramdisk") if selection.ramdisk else ("kernel",):
+                targets[role] = Target.create(directory, role)
+            return targets
+
+        fetched, install_args = find_and_fetch(args, options, ui, create)
+    else:
+        targets, fetched, install_args = _fetch_deprivileged(args, options, ui, directory)
+
+    kernel = targets["kernel"].commit(fetched["kernel"][0])
+    ramdisk: Optional[str] = None
+    if "ramdisk" in fetched:
+        ramdisk = targets["ramdisk"].commit(fetched["ramdisk"][0])
+    data = format_result(BootResult(kernel, ramdisk, kernel_args(args, install_args)),
+                         args.output_format)
     write_result(data, args.output)
     CLEANUP.keep(kernel)
     if ramdisk:
         CLEANUP.keep(ramdisk)
     return 0
+
+
+def _fetch_deprivileged(
+    args: argparse.Namespace, options: TransportOptions, ui: UI, directory: str
+) -> Tuple[Dict[str, Target], Fetched, str]:
+    """Create the files as root, let an unprivileged child fill them, check its report."""
+    from . import cli, privsep  # noqa: F401  (imported while the code is readable)
+    from .location import preload, preopen_local
+
+    targets = {role: Target.create(directory, role) for role in ("kernel", "ramdisk")}
+    if args.ca_cert:
+        options = dataclasses.replace(options, ca_cert_data=_read_ca(args.ca_cert))
+    if args.location:
+        preopen_local(args.location)
+    preload([args.location, args.kernel, args.ramdisk])
+
+    def work() -> Dict[str, object]:
+        fetched, install_args = find_and_fetch(args, options, ui, lambda selection: targets)
+        report: Dict[str, object] = {"install_args": install_args}
+        for role, (name, size) in fetched.items():
+            report[role] = {"name": name, "size": size}
+        return report
+
+    report = privsep.run_as(args.runas, args.max_size, work)
+    fetched: Fetched = {}
+    for role, target in targets.items():
+        checked = privsep.check_report_file(report, role, target.fileobj.fileno())
+        if checked is not None:
+            fetched[role] = checked
+    if "kernel" not in fetched:
+        raise BootError("the unprivileged helper reported no kernel")
+    if "ramdisk" not in fetched:
+        targets["ramdisk"].discard()
+        os.unlink(targets["ramdisk"].partial)
+        CLEANUP.forget(targets["ramdisk"].partial)
+    install_args = report.get("install_args", "")
+    if not isinstance(install_args, str):
+        raise BootError("the unprivileged helper sent a bad report")
+    return targets, fetched, install_args
+
+
+def _read_ca(path: str) -> bytes:
+    """Read --ca-cert while still root: the file may be readable by root only."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(1 << 20)
+    except OSError as exc:
+        raise UsageError(f"--ca-cert {path}: {exc.strerror or exc}") from None

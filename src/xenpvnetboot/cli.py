@@ -72,6 +72,18 @@ def parse_uid(text: str) -> int:
     return value
 
 
+def parse_arch(text: str) -> str:
+    """A guest architecture under any common spelling -> its canonical name."""
+    from .layouts.arch import ALIASES, canonical_arch
+
+    value = canonical_arch(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(
+            f"unknown architecture {text!r} (use one of {', '.join(sorted(ALIASES))})"
+        )
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a usage error as one line (exit 2) without usage spam."""
 
@@ -93,6 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("--kernel", metavar="PATH", help="kernel, relative to --location, or a full URL or path")
     add("--ramdisk", metavar="PATH", help="ramdisk, relative to --location, or a full URL or path")
     add("--args", metavar="CMDLINE", default="", help="kernel command line to pass through")
+    add("--arch", metavar="ARCH", type=parse_arch,
+        help="guest architecture whose files to pick: x86_64 (amd64), i686 (i386, i586) or "
+        "aarch64 (arm64); default: this host's")
+    add("-n", "--dry-run", "--not-really", dest="dry_run", action="store_true",
+        help="print the distribution, files, sizes and kernel arguments found; "
+        "download and write nothing")
+    add("--no-install-args", action="store_true",
+        help="do not add the installer's source (inst.repo=, install=) to the kernel arguments")
     add("--output", metavar="FILE", help="where to write the result (default or '-': stdout)")
     add("--output-directory", metavar="DIR", default=DEFAULT_OUTPUT_DIRECTORY,
         help=f"where to put the kernel and ramdisk (default {DEFAULT_OUTPUT_DIRECTORY})")
@@ -137,14 +157,17 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
             stack.callback(CLEANUP.run)
             return boot(args)
     except XenPVNetBootError as exc:
-        _report(exc)
+        report_error(exc)
         return exc.exit_status
     except KeyboardInterrupt:
-        _report(XenPVNetBootError("interrupted"))
+        report_error(XenPVNetBootError("interrupted"))
         return 1
 
 
-def _report(exc: BaseException) -> None:
+def report_error(exc: BaseException) -> None:
+    """One line on stderr (libxl's log), unless the error was shown already."""
+    if getattr(exc, "silent", False):
+        return
     message = " ".join(str(exc).split())
     sys.stderr.write(f"xenpvnetboot: error: {message}\n")
     sys.stderr.flush()

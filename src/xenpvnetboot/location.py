@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 import re
 import stat as stat_mod
-from typing import Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 from urllib.parse import unquote, urlsplit
 
 from .errors import BootError, NotFound, UsageError
-from .transports import TransportOptions, Tree, open_url_tree
+from .transports import URL_SCHEMES, TransportOptions, Tree, open_url_tree
 from .transports.local import LocalSource, LocalTree
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -74,9 +74,63 @@ def open_location(text: str, options: TransportOptions) -> Tree:
     return open_local(text, options)
 
 
+#: Image files and block devices opened while still root (``--runas``).
+_PREOPENED: Dict[str, LocalSource] = {}
+
+
+def preopen_local(text: str) -> None:
+    """Open a local image or block device location now, before privileges drop.
+
+    A block device is usually readable by root only; the unprivileged child
+    then reads it through this descriptor.
+    """
+    scheme = url_scheme(text)
+    if scheme not in (None, "file") or text.startswith(_NFS_PREFIXES):
+        return
+    path = os.path.abspath(file_url_path(text) if scheme == "file" else text)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return
+    if stat_mod.S_ISREG(st.st_mode) or stat_mod.S_ISBLK(st.st_mode):
+        _PREOPENED[path] = LocalSource(path)
+
+
+def modules_for(text: str) -> List[str]:
+    """The modules a location or file spec will import (see :func:`preload`)."""
+    scheme = url_scheme(text)
+    if scheme in URL_SCHEMES:
+        return [f"xenpvnetboot.transports.{URL_SCHEMES[scheme]}"]
+    if text.startswith(_NFS_PREFIXES):
+        return ["xenpvnetboot.transports.nfs", "xenpvnetboot.containers"]
+    return ["xenpvnetboot.containers"]
+
+
+def preload(specs: Sequence[Optional[str]]) -> None:
+    """Import now what these specs will need, and each module's own lazy imports.
+
+    A deprivileged child may not be able to read the Python installation
+    (e.g. one below /root); everything it runs must already be in memory.
+    """
+    import importlib
+
+    for spec in specs:
+        if not spec:
+            continue
+        for name in modules_for(spec):
+            module = importlib.import_module(name)
+            hook = getattr(module, "preload", None)
+            if hook is not None:
+                hook()
+
+
 def open_local(path: str, options: TransportOptions) -> Tree:
     """A directory, an image file or a block device on this host."""
     path = os.path.abspath(path)
+    if path in _PREOPENED:
+        from .containers import open_image
+
+        return open_image(_PREOPENED.pop(path), options)
     try:
         st = os.stat(path)
     except FileNotFoundError:

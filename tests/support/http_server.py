@@ -153,6 +153,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 class TestHTTPServer(http.server.ThreadingHTTPServer):
+    __test__ = False  # a helper, not a test class
     daemon_threads = True
     allow_reuse_address = True
 

@@ -37,6 +37,8 @@ class TransportOptions:
     retries: int = 3
     max_size: int = DEFAULT_MAX_SIZE
     ca_cert: Optional[str] = None
+    #: The --ca-cert bundle read while still root (for a deprivileged child).
+    ca_cert_data: Optional[bytes] = None
     insecure: bool = False
     tftp_blksize: Optional[int] = None
     tftp_windowsize: Optional[int] = None

@@ -122,7 +122,7 @@ class CurlTree(Tree):
         self.scheme = parts.scheme.lower()
         self.options = options
         self._ca_bundle = options.ca_cert or system_ca_bundle()
-        if options.ca_cert and not os.access(options.ca_cert, os.R_OK):
+        if options.ca_cert and options.ca_cert_data is None and not os.access(options.ca_cert, os.R_OK):
             raise UsageError(f"--ca-cert {options.ca_cert}: cannot read the file")
         self._multi = pycurl.CurlMulti()
         self._idle: List[pycurl.Curl] = []
@@ -158,6 +158,8 @@ class CurlTree(Tree):
         if opts.insecure:
             handle.setopt(pycurl.SSL_VERIFYPEER, 0)
             handle.setopt(pycurl.SSL_VERIFYHOST, 0)
+        elif opts.ca_cert_data is not None:
+            handle.setopt(pycurl.CAINFO_BLOB, opts.ca_cert_data)
         elif self._ca_bundle:
             handle.setopt(pycurl.CAINFO, self._ca_bundle)
         if nobody:
