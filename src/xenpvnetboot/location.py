@@ -103,7 +103,8 @@ def modules_for(text: str) -> List[str]:
         return [f"xenpvnetboot.transports.{URL_SCHEMES[scheme]}"]
     if text.startswith(_NFS_PREFIXES):
         return ["xenpvnetboot.transports.nfs", "xenpvnetboot.containers"]
-    return ["xenpvnetboot.containers"]
+    path = file_url_path(text) if scheme == "file" else text
+    return [] if os.path.isdir(path) else ["xenpvnetboot.containers"]
 
 
 def preload(specs: Sequence[Optional[str]]) -> None:
