@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 from .errors import BootError, NotFound, UsageError
 from .transports import URL_SCHEMES, TransportOptions, Tree, open_url_tree
+from .transports.base import split_url
 from .transports.local import LocalSource, LocalTree
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -48,7 +49,7 @@ def is_remote_spec(text: str) -> bool:
 
 def file_url_path(url: str) -> str:
     """The local path of a ``file://`` URL (only this host's files)."""
-    parts = urlsplit(url)
+    parts = split_url(url)
     if parts.netloc not in ("", "localhost"):
         raise UsageError(f"{url}: file:// URLs must name a local path (file:///path)")
     if not parts.path:
@@ -60,6 +61,8 @@ def open_location(text: str, options: TransportOptions) -> Tree:
     """Open the tree a ``--location`` names."""
     check_spec(text, "location")
     scheme = url_scheme(text)
+    if scheme is not None:
+        split_url(text)
     if scheme == "file":
         return open_local(file_url_path(text), options)
     if scheme is not None:
@@ -157,7 +160,7 @@ def split_spec(spec: str) -> Tuple[str, str]:
     head, sep, name = spec.rpartition("/")
     scheme = url_scheme(spec)
     if scheme is not None:
-        parts = urlsplit(spec)
+        parts = split_url(spec)
         if parts.query or parts.fragment:
             raise UsageError(f"{spec}: query strings and fragments are not supported")
         if not parts.path.strip("/"):

@@ -19,9 +19,10 @@ import io
 import os
 import posixpath
 from dataclasses import dataclass
+from urllib.parse import SplitResult, urlsplit
 from typing import BinaryIO, Callable, Iterable, Optional, Sequence, Tuple
 
-from ..errors import BootError, TransientError
+from ..errors import BootError, TransientError, UsageError
 
 #: Default bound on one fetched file (the ``--max-size`` option overrides it).
 DEFAULT_MAX_SIZE = 1 << 30
@@ -300,6 +301,16 @@ class SourceFile(io.RawIOBase):
         data = self.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
+
+
+def split_url(url: str) -> SplitResult:
+    """``urlsplit`` that turns a malformed URL (bad brackets, bad port) into a usage error."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises on a bad port)
+    except ValueError as exc:
+        raise UsageError(f"invalid URL {url!r}: {exc}") from None
+    return parts
 
 
 def join_url_path(base: str, path: str) -> str:

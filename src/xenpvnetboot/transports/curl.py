@@ -23,7 +23,7 @@ import pycurl
 
 from .. import __version__
 from ..errors import BootError, NotFound, TransientError, UsageError
-from .base import FileInfo, Sink, TransportOptions, Tree, join_url_path
+from .base import FileInfo, Sink, TransportOptions, Tree, join_url_path, split_url
 
 #: libcurl's largest receive buffer: fewer, larger write callbacks.
 BUFFER_SIZE = 512 * 1024
@@ -109,13 +109,9 @@ class CurlTree(Tree):
     """Files below an http(s) or ftp base URL."""
 
     def __init__(self, base_url: str, options: TransportOptions) -> None:
-        parts = urlsplit(base_url)
+        parts = split_url(base_url)
         if not parts.hostname:
             raise UsageError(f"{base_url}: no host name")
-        try:
-            parts.port
-        except ValueError:
-            raise UsageError(f"{base_url}: invalid port") from None
         if parts.query or parts.fragment:
             raise UsageError(f"{base_url}: a location cannot have a query or fragment")
         self.base = base_url if base_url.endswith("/") else base_url + "/"
