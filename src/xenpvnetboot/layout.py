@@ -1,103 +1,54 @@
-"""Which kernel and ramdisk to boot: explicit paths, or known install-tree paths.
+"""Which kernel and ramdisk to boot: explicit paths, or the tree's own layout.
 
-The known pairs are data: a layout is a kernel path and the ramdisk that goes
-with it, tried in order, and a pair is only taken when both of its files exist,
-so the kernel of one distribution is never booted with the ramdisk of another.
+This is the entry point the rest of the program uses; the layout knowledge
+and the search live in :mod:`xenpvnetboot.layouts`.  Pairs are only taken
+whole, so the kernel of one distribution is never booted with the ramdisk of
+another.
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
-from .errors import BootError, NotFound, UsageError
+from .errors import NotFound, UsageError
+from .layouts import installargs
+from .layouts.arch import arches_to_try
+from .layouts.detect import Probe, detect
+from .layouts.model import FileRef, Pair, Selection
+from .layouts.report import describe
+from .layouts.table import ORIGINAL_PAIRS, all_pairs
 from .location import resolve_spec
-from .transports import FileInfo, TransportOptions, Tree
-
-
-@dataclass(frozen=True)
-class Pair:
-    """A kernel path, its ramdisk, relative to a tree root, and who ships them."""
-
-    kernel: str
-    ramdisk: str
-    origin: str
-
-
-#: The six pairs of the original xenpvnetboot, in its order.
-ORIGINAL_PAIRS: Tuple[Pair, ...] = (
-    Pair("images/xen/vmlinuz", "images/xen/initrd.img", "Fedora <= 10, Oracle Linux 5"),
-    Pair("boot/i386/vmlinuz-xen", "boot/i386/initrd-xen", "openSUSE >= 10.2, SLES >= 10 (i386)"),
-    Pair("boot/x86_64/vmlinuz-xen", "boot/x86_64/initrd-xen", "openSUSE >= 10.2, SLES >= 10 (x86_64)"),
-    Pair("current/images/netboot/xen/vmlinuz", "current/images/netboot/xen/initrd.gz", "Debian"),
-    Pair("images/pxeboot/vmlinuz", "images/pxeboot/initrd.img", "Fedora >= 10, Oracle Linux >= 6"),
-    Pair("isolinux/vmlinuz", "isolinux/initrd.img", "Fedora >= 10, Oracle Linux >= 6"),
-)
-
-
-@dataclass(frozen=True)
-class FileRef:
-    """One file to fetch: the tree it lives in and its path there."""
-
-    tree: Tree
-    path: str
-    info: FileInfo = FileInfo()
-    #: Expected SHA-256 (hex) from .treeinfo or --kernel-sha256; checked on arrival.
-    sha256: Optional[str] = None
-
-    @property
-    def url(self) -> str:
-        return self.tree.url(self.path)
-
-
-@dataclass(frozen=True)
-class Selection:
-    """What will be booted, and why (shown to the administrator)."""
-
-    kernel: FileRef
-    ramdisk: Optional[FileRef]
-    reason: str
-    #: Kernel arguments the detected installer needs (e.g. ``inst.repo=<location>``).
-    install_args: str = ""
-
-
-def _exists(tree: Tree, path: str) -> Optional[FileInfo]:
-    try:
-        return tree.stat(path)
-    except NotFound:
-        return None
+from .transports import TransportOptions, Tree
 
 
 def search_pairs(tree: Tree, pairs: Sequence[Pair]) -> Selection:
     """The first pair whose kernel and ramdisk both exist in *tree*."""
-    tried: List[str] = []
+    probe = Probe(tree)
     for pair in pairs:
-        tried.append(pair.kernel)
-        kernel_info = _exists(tree, pair.kernel)
-        if kernel_info is None:
-            continue
-        ramdisk_info = _exists(tree, pair.ramdisk)
-        if ramdisk_info is None:
-            tried[-1] += f" (found, but not {pair.ramdisk})"
-            continue
-        return Selection(
-            FileRef(tree, pair.kernel, kernel_info),
-            FileRef(tree, pair.ramdisk, ramdisk_info),
-            f"known layout: {pair.origin}",
-        )
-    raise BootError(
-        f"{tree.url('')}: no kernel found; tried " + ", ".join(tried)
-        + " (name the files with --kernel and --ramdisk)"
-    )
+        infos = probe.find(pair)
+        if infos is not None:
+            return Selection(FileRef(tree, pair.kernel, infos[0]),
+                             FileRef(tree, pair.ramdisk, infos[1]),
+                             f"known layout: {pair.origin}")
+    raise probe.failure()
+
+
+def ramdisks_for_kernel(spec: str, pairs: Sequence[Pair]) -> List[str]:
+    """Ramdisk specs that go with a kernel spec ending in a known pair's kernel."""
+    found: List[str] = []
+    for pair in pairs:
+        if spec == pair.kernel or spec.endswith("/" + pair.kernel):
+            partner = spec[: len(spec) - len(pair.kernel)] + pair.ramdisk
+            if partner not in found:
+                found.append(partner)
+    return found
 
 
 def ramdisk_for_kernel(spec: str, pairs: Sequence[Pair]) -> Optional[str]:
-    """The ramdisk spec that goes with a kernel spec ending in a known pair's kernel."""
-    for pair in pairs:
-        if spec == pair.kernel or spec.endswith("/" + pair.kernel):
-            return spec[: len(spec) - len(pair.kernel)] + pair.ramdisk
-    return None
+    """The first ramdisk spec that goes with *spec* (see :func:`ramdisks_for_kernel`)."""
+    found = ramdisks_for_kernel(spec, pairs)
+    return found[0] if found else None
 
 
 def select_files(
@@ -106,13 +57,17 @@ def select_files(
     ramdisk: Optional[str],
     options: TransportOptions,
     trees: contextlib.ExitStack,
-    pairs: Sequence[Pair] = ORIGINAL_PAIRS,
+    pairs: Optional[Sequence[Pair]] = None,
+    arch: Optional[str] = None,
 ) -> Selection:
-    """Decide the kernel/ramdisk from the options, searching known pairs if needed.
+    """Decide the kernel/ramdisk from the options, detecting the layout if needed.
 
+    *arch* is the canonical guest architecture (None: the host's); *pairs*,
+    if given, replaces layout detection by a plain search of those pairs.
     Trees opened for full-URL specs are entered into *trees* so the caller
     closes them.
     """
+    arches = arches_to_try(arch)
 
     def resolve(spec: str) -> FileRef:
         tree, path, owned = resolve_spec(spec, location, options)
@@ -123,17 +78,38 @@ def select_files(
     if kernel is None:
         if location is None:
             raise UsageError("nothing to boot: give --location, or --kernel (and --ramdisk)")
-        found = search_pairs(location, pairs)
+        found = detect(location, arches) if pairs is None else search_pairs(location, pairs)
         if ramdisk is None:
             return found
-        return Selection(found.kernel, resolve(ramdisk), found.reason + ", explicit ramdisk")
+        return Selection(found.kernel, resolve(ramdisk), found.reason + ", explicit ramdisk",
+                         found.install_args)
     kernel_ref = resolve(kernel)
     if ramdisk is not None:
         return Selection(kernel_ref, resolve(ramdisk), "explicit kernel and ramdisk")
-    partner = ramdisk_for_kernel(kernel, pairs)
-    if partner is not None:
+    for partner in ramdisks_for_kernel(kernel, all_pairs(arches) if pairs is None else pairs):
         try:
             return Selection(kernel_ref, resolve(partner), "explicit kernel, ramdisk of its known pair")
         except NotFound:
-            pass
+            continue
     return Selection(kernel_ref, None, "explicit kernel, no ramdisk")
+
+
+def kernel_args(cmdline: str, selection: Selection, install_args: bool = True) -> str:
+    """The command line to boot: the user's, plus the installer's source if wanted."""
+    if not install_args or not selection.install_args:
+        return cmdline
+    return installargs.merge(cmdline, selection.install_args)
+
+
+__all__ = [
+    "FileRef",
+    "ORIGINAL_PAIRS",
+    "Pair",
+    "Selection",
+    "describe",
+    "kernel_args",
+    "ramdisk_for_kernel",
+    "ramdisks_for_kernel",
+    "search_pairs",
+    "select_files",
+]

@@ -1,0 +1,48 @@
+"""The answer of layout detection: which files to boot, and why.
+
+These types are shared by the detection code, the boot step (which streams
+and verifies the files) and the dry-run report, so they live apart from all
+three.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from ..transports import FileInfo, Tree
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A kernel path, its ramdisk, relative to a tree root, and who ships them."""
+
+    kernel: str
+    ramdisk: str
+    origin: str
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """One file to fetch: the tree it lives in and its path there."""
+
+    tree: Tree
+    path: str
+    info: FileInfo = FileInfo()
+    #: Expected SHA-256 (hex) from .treeinfo or --kernel-sha256; checked on arrival.
+    sha256: Optional[str] = None
+
+    @property
+    def url(self) -> str:
+        return self.tree.url(self.path)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What will be booted, and why (shown to the administrator)."""
+
+    kernel: FileRef
+    ramdisk: Optional[FileRef]
+    reason: str
+    #: Kernel arguments the detected installer needs (e.g. ``inst.repo=<location>``).
+    install_args: str = ""
