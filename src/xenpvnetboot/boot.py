@@ -11,13 +11,16 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from typing import BinaryIO, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, BinaryIO, Dict, List, Optional, Tuple
 
 from .cleanup import CLEANUP
 from .errors import BootError
 from .layout import FileRef, Selection
 from .transports import Sink, TransportOptions, Tree
 from .ui import UI, Progress, human_size
+
+if TYPE_CHECKING:
+    from .cache import Cache, Entry
 
 PREFIX = "xenpvboot."
 WRITE_BUFFER = 1 << 20
@@ -88,6 +91,12 @@ class Target:
         except OSError:
             pass
 
+    def fill_from(self, entry: "Entry") -> int:
+        """Take the bytes of a cache entry instead of downloading them; return the size."""
+        self.discard()
+        entry.link_to(self.partial)
+        return os.stat(self.partial).st_size
+
     def finish(self) -> None:
         """Flush and close; a late write error (disk full) fails the boot."""
         try:
@@ -114,38 +123,68 @@ def selection_refs(selection: Selection) -> List[Tuple[str, FileRef]]:
 
 
 def download(
-    selection: Selection, targets: Dict[str, Target], options: TransportOptions, ui: UI
+    selection: Selection,
+    targets: Dict[str, Target],
+    options: TransportOptions,
+    ui: UI,
+    cache: Optional["Cache"] = None,
 ) -> Dict[str, Tuple[str, int]]:
     """Stream the selected files into their targets; return each role's (basename, size).
 
     Files in the same tree are fetched together (the curl transport overlaps
-    them on one multi handle).
+    them on one multi handle).  With a cache, still-valid entries are linked
+    in instead, and what was downloaded is kept for the next boot.
     """
     refs = selection_refs(selection)
-    check_free_space(targets["kernel"].directory, [ref for _, ref in refs])
-    sinks: List[Tuple[str, Sink, Optional[Progress]]] = []
-    by_tree: Dict[int, List[Tuple[Tree, str, Sink]]] = {}
+    entries = cache.entries_for(refs) if cache is not None else {}
     try:
-        for role, ref in refs:
-            ui.info(f"Fetching {role} {ref.url} ({human_size(ref.info.size)})")
-            bar = ui.progress(role)
-            sink = Sink(targets[role].fileobj, ref.url, max_size=options.max_size,
-                        progress=bar, sha256=ref.sha256)
-            sink.expect(ref.info.size)
-            sinks.append((role, sink, bar))
-            by_tree.setdefault(id(ref.tree), []).append((ref.tree, ref.path, sink))
-        for jobs in by_tree.values():
-            jobs[0][0].fetch_many([(path, sink) for _, path, sink in jobs])
-        for role, sink, bar in sinks:
-            targets[role].finish()
-            if bar is not None:
-                bar.done(sink)
+        hits = [(role, ref) for role, ref in refs
+                if role in entries and entries[role].valid_for(ref.info, ref.sha256)]
+        sizes: Dict[str, int] = {}
+        for role, ref in hits:
+            ui.info(f"Using the cached {role} {ref.url} ({human_size(ref.info.size)})")
+            sizes[role] = targets[role].fill_from(entries[role])
+        misses = [(role, ref) for role, ref in refs if (role, ref) not in hits]
+        sizes.update(_stream(misses, targets, options, ui))
+        for role, ref in misses:
+            if role in entries:
+                entries[role].store(targets[role].partial, ref.info, ref.sha256)
     except BaseException:
         for target in targets.values():
             target.discard()
         raise
-    written = {role: sink.written for role, sink, _ in sinks}
-    return {role: (safe_basename(ref.path, role), written[role]) for role, ref in refs}
+    finally:
+        for entry in entries.values():
+            entry.unlock()
+    if cache is not None and len(hits) < len(entries):
+        cache.evict()
+    return {role: (safe_basename(ref.path, role), sizes[role]) for role, ref in refs}
+
+
+def _stream(
+    refs: List[Tuple[str, FileRef]], targets: Dict[str, Target], options: TransportOptions, ui: UI
+) -> Dict[str, int]:
+    """Download *refs* into their targets; return the bytes written per role."""
+    if not refs:
+        return {}
+    check_free_space(targets["kernel"].directory, [ref for _, ref in refs])
+    sinks: List[Tuple[str, Sink, Optional[Progress]]] = []
+    by_tree: Dict[int, List[Tuple[Tree, str, Sink]]] = {}
+    for role, ref in refs:
+        ui.info(f"Fetching {role} {ref.url} ({human_size(ref.info.size)})")
+        bar = ui.progress(role)
+        sink = Sink(targets[role].fileobj, ref.url, max_size=options.max_size,
+                    progress=bar, sha256=ref.sha256)
+        sink.expect(ref.info.size)
+        sinks.append((role, sink, bar))
+        by_tree.setdefault(id(ref.tree), []).append((ref.tree, ref.path, sink))
+    for jobs in by_tree.values():
+        jobs[0][0].fetch_many([(path, sink) for _, path, sink in jobs])
+    for role, sink, bar in sinks:
+        targets[role].finish()
+        if bar is not None:
+            bar.done(sink)
+    return {role: sink.written for role, sink, _ in sinks}
 
 
 def fetch_selection(

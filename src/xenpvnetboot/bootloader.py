@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import os
 import sys
-from typing import Callable, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple
 
 from .boot import Target, download, prepare_output_directory
 from .cleanup import CLEANUP
@@ -23,6 +23,9 @@ from .location import open_location
 from .output import BootResult, format_result, write_result
 from .transports import TransportOptions
 from .ui import UI
+
+if TYPE_CHECKING:
+    from .cache import Cache
 
 #: role -> (basename, size) of each fetched file.
 Fetched = Dict[str, Tuple[str, int]]
@@ -66,8 +69,22 @@ def find_and_fetch(
     """Open the location, choose the files, stream them; return them and install args."""
     with contextlib.ExitStack() as trees:
         selection = choose(args, options, ui, trees)
-        fetched = download(selection, targets_for(selection), options, ui)
+        fetched = download(selection, targets_for(selection), options, ui, cache=open_cache(args))
     return fetched, selection.install_args
+
+
+def open_cache(args: argparse.Namespace) -> Optional["Cache"]:
+    """The shared cache, unless turned off, absent by default, or under --runas."""
+    if args.no_cache or args.runas is not None:
+        return None
+    from .cache import DEFAULT_CACHE_DIR, Cache
+
+    directory = args.cache_dir
+    if directory is None:
+        if not os.path.isdir(DEFAULT_CACHE_DIR):
+            return None
+        directory = DEFAULT_CACHE_DIR
+    return Cache(directory, args.cache_size)
 
 
 def choose(

@@ -133,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse the kernel unless its SHA-256 is this")
     add("--ramdisk-sha256", metavar="HEX", type=parse_sha256,
         help="refuse the ramdisk unless its SHA-256 is this")
+    add("--cache-dir", metavar="DIR", default=None,
+        help="keep fetched files here and reuse them while the server's copy is "
+        "unchanged (default: /var/cache/xenpvnetboot when that directory exists)")
+    add("--cache-size", metavar="SIZE", type=parse_size, default=4 << 30,
+        help="largest total size of the cache, least recently used files go first (default 4G)")
+    add("--no-cache", action="store_true", help="neither use nor fill the cache")
     add("--tftp-blksize", metavar="BYTES", type=int, help="TFTP block size to ask for (default 1468)")
     add("--tftp-windowsize", metavar="BLOCKS", type=int, help="TFTP window size to ask for (default 16)")
     add("--runas", metavar="UID", type=parse_uid,

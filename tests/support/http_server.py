@@ -69,7 +69,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Accept-Ranges", "bytes")
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-        self.send_header("Last-Modified", self.date_time_string(int(os.path.getmtime(full))))
+        self._validators(full)
         self.end_headers()
         if head:
             return
@@ -109,10 +109,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except OSError:
             pass
 
+    def _validators(self, full: str) -> None:
+        st = os.stat(full)
+        self.send_header("Last-Modified", self.date_time_string(int(st.st_mtime)))
+        self.send_header("ETag", f'"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"')
+
     def _slow(self, full: str, size: int, head: bool) -> None:
         """The whole file, 4 KiB every 20 ms."""
         self.send_response(200)
         self.send_header("Content-Length", str(size))
+        self._validators(full)
         self.end_headers()
         if head:
             return

@@ -58,6 +58,8 @@ class FileInfo:
 
     size: Optional[int] = None
     mtime: Optional[float] = None
+    #: An http entity tag: tells a changed file even when size and date agree.
+    etag: Optional[str] = None
 
 
 def clean_path(path: str) -> str:
@@ -197,6 +199,9 @@ class Sink:
 
 class Tree(abc.ABC):
     """Read-only files below one root; see the module docstring."""
+
+    #: Worth keeping in the shared cache: remote, and stat() tells a change.
+    cacheable = False
 
     @abc.abstractmethod
     def url(self, path: str) -> str:

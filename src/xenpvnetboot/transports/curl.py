@@ -79,6 +79,7 @@ class _Transfer:
         self.probe = probe
         self.sink = sink
         self.offset = 0  # where a resumed transfer starts
+        self.etag: Optional[str] = None
         self.started = False
         self.error: Optional[Tuple[int, str]] = None
 
@@ -90,6 +91,11 @@ class _Transfer:
             # a HEAD-style check ignores what libcurl passes (FTP pseudo-headers).
             return 0 if self.probe else len(data)
         return sink.write(data)
+
+    def header(self, line: bytes) -> None:
+        """Keep the last ETag seen (the final response's, after redirects)."""
+        if line[:5].lower() == b"etag:":
+            self.etag = line[5:].strip().decode("latin-1")[:200] or None
 
     def progress(self, dltotal: int, dlnow: int, ultotal: int, ulnow: int) -> int:
         """Learn the announced size as soon as libcurl has it (non-zero aborts).
@@ -107,6 +113,8 @@ class _Transfer:
 
 class CurlTree(Tree):
     """Files below an http(s) or ftp base URL."""
+
+    cacheable = True
 
     def __init__(self, base_url: str, options: TransportOptions) -> None:
         parts = split_url(base_url)
@@ -294,6 +302,7 @@ class CurlTree(Tree):
 
     def stat(self, path: str) -> FileInfo:
         transfer = _Transfer(self._handle(self._real_url(path), nobody=True), path, None)
+        transfer.handle.setopt(pycurl.HEADERFUNCTION, transfer.header)
         try:
             self._with_retries([transfer])
         except BootError:
@@ -301,7 +310,7 @@ class CurlTree(Tree):
             if not (self.scheme.startswith("http") and status in (405, 501)):
                 raise
             return self._probe(path)
-        return _file_info(transfer.handle)
+        return _file_info(transfer.handle, transfer.etag)
 
     def _probe(self, path: str) -> FileInfo:
         """Existence check for servers that refuse HEAD: start a GET, stop at once."""
@@ -370,10 +379,11 @@ def _incomplete(transfer: _Transfer) -> Optional[BootError]:
     return None
 
 
-def _file_info(handle: pycurl.Curl) -> FileInfo:
+def _file_info(handle: pycurl.Curl, etag: Optional[str] = None) -> FileInfo:
     size = int(handle.getinfo(pycurl.CONTENT_LENGTH_DOWNLOAD_T))
     mtime = int(handle.getinfo(pycurl.INFO_FILETIME))
-    return FileInfo(size=size if size >= 0 else None, mtime=mtime if mtime >= 0 else None)
+    return FileInfo(size=size if size >= 0 else None, mtime=mtime if mtime >= 0 else None,
+                    etag=etag)
 
 
 def _clean_message(message: str) -> str:
