@@ -8,6 +8,7 @@ result has been written.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tempfile
@@ -21,6 +22,7 @@ from .ui import UI, Progress, human_size
 
 if TYPE_CHECKING:
     from .cache import Cache, Entry
+    from .check import BootChecker
 
 PREFIX = "xenpvboot."
 WRITE_BUFFER = 1 << 20
@@ -74,6 +76,9 @@ class Target:
         self.directory = directory
         self.partial = partial
         self.fileobj = fileobj
+        #: A second descriptor to read the file back through (the check; a
+        #: deprivileged child cannot open it by name).
+        self.read_fd: Optional[int] = os.dup(fileobj.fileno())
 
     @classmethod
     def create(cls, directory: str, role: str) -> "Target":
@@ -90,12 +95,16 @@ class Target:
             self.fileobj.close()
         except OSError:
             pass
+        if self.read_fd is not None:
+            os.close(self.read_fd)
+            self.read_fd = None
 
     def fill_from(self, entry: "Entry") -> int:
         """Take the bytes of a cache entry instead of downloading them; return the size."""
         self.discard()
         entry.link_to(self.partial)
-        return os.stat(self.partial).st_size
+        self.read_fd = os.open(self.partial, os.O_RDONLY | os.O_CLOEXEC)
+        return os.fstat(self.read_fd).st_size
 
     def finish(self) -> None:
         """Flush and close; a late write error (disk full) fails the boot."""
@@ -128,6 +137,7 @@ def download(
     options: TransportOptions,
     ui: UI,
     cache: Optional["Cache"] = None,
+    checker: Optional["BootChecker"] = None,
 ) -> Dict[str, Tuple[str, int]]:
     """Stream the selected files into their targets; return each role's (basename, size).
 
@@ -145,10 +155,12 @@ def download(
             ui.info(f"Using the cached {role} {ref.url} ({human_size(ref.info.size)})")
             sizes[role] = targets[role].fill_from(entries[role])
         misses = [(role, ref) for role, ref in refs if (role, ref) not in hits]
-        sizes.update(_stream(misses, targets, options, ui))
+        sizes.update(_stream(misses, targets, options, ui, checker))
         for role, ref in misses:
             if role in entries:
                 entries[role].store(targets[role].partial, ref.info, ref.sha256)
+        if checker is not None:
+            checker.check(*[(targets[role].read_fd, ref.url) for role, ref in refs])
     except BaseException:
         for target in targets.values():
             target.discard()
@@ -162,7 +174,11 @@ def download(
 
 
 def _stream(
-    refs: List[Tuple[str, FileRef]], targets: Dict[str, Target], options: TransportOptions, ui: UI
+    refs: List[Tuple[str, FileRef]],
+    targets: Dict[str, Target],
+    options: TransportOptions,
+    ui: UI,
+    checker: Optional["BootChecker"] = None,
 ) -> Dict[str, int]:
     """Download *refs* into their targets; return the bytes written per role."""
     if not refs:
@@ -173,8 +189,12 @@ def _stream(
     for role, ref in refs:
         ui.info(f"Fetching {role} {ref.url} ({human_size(ref.info.size)})")
         bar = ui.progress(role)
-        sink = Sink(targets[role].fileobj, ref.url, max_size=options.max_size,
-                    progress=bar, sha256=ref.sha256)
+        target = targets[role]
+        early = None
+        if checker is not None and role == "kernel":
+            early = functools.partial(checker.kernel_complete, fd=target.read_fd)
+        sink = Sink(target.fileobj, ref.url, max_size=options.max_size,
+                    progress=bar, sha256=ref.sha256, on_complete=early)
         sink.expect(ref.info.size)
         sinks.append((role, sink, bar))
         by_tree.setdefault(id(ref.tree), []).append((ref.tree, ref.path, sink))

@@ -15,6 +15,7 @@ import sys
 from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple
 
 from .boot import Target, download, prepare_output_directory
+from .check import BootChecker
 from .cleanup import CLEANUP
 from .errors import BootError, UsageError
 from .layout import Selection, describe, select_files
@@ -69,7 +70,9 @@ def find_and_fetch(
     """Open the location, choose the files, stream them; return them and install args."""
     with contextlib.ExitStack() as trees:
         selection = choose(args, options, ui, trees)
-        fetched = download(selection, targets_for(selection), options, ui, cache=open_cache(args))
+        checker = BootChecker(args.check, args.guest_type, args.arch, ui)
+        fetched = download(selection, targets_for(selection), options, ui,
+                           cache=open_cache(args), checker=checker)
     return fetched, selection.install_args
 
 
@@ -170,6 +173,10 @@ def _fetch_deprivileged(
     if args.location:
         preopen_local(args.location)
     preload([args.location, args.kernel, args.ramdisk])
+    if args.check != "off":
+        from .check import preload as preload_check
+
+        preload_check()
 
     def work() -> Dict[str, object]:
         fetched, install_args = find_and_fetch(args, options, ui, lambda selection: targets)

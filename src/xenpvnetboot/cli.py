@@ -133,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse the kernel unless its SHA-256 is this")
     add("--ramdisk-sha256", metavar="HEX", type=parse_sha256,
         help="refuse the ramdisk unless its SHA-256 is this")
+    add("--check", choices=("strict", "warn", "off"), default="warn",
+        help="inspect the kernel and ramdisk before handing them over: warn about "
+        "problems (default), refuse to boot on any, or skip it")
+    add("--guest-type", choices=("pv", "pvh"), default="pv",
+        help="the guest's type= in xl.cfg, for the kernel check (default pv)")
     add("--cache-dir", metavar="DIR", default=None,
         help="keep fetched files here and reuse them while the server's copy is "
         "unchanged (default: /var/cache/xenpvnetboot when that directory exists)")

@@ -57,7 +57,8 @@ class UI:
             self._emit(message)
 
     def warning(self, message: str) -> None:
-        self._emit(f"warning: {message}")
+        if not self.quiet:
+            self._emit(f"warning: {message}")
 
     def _emit(self, message: str) -> None:
         self.stream.write(message + "\n")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import platform
 import threading
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Tuple, TypeVar
+from typing import Callable, List, Optional, Tuple, TypeVar, Union
 
 from ._elf import NO_XEN_NOTES, XEN_ELFNOTE_ENTRY
 from ._kernel import inspect_kernel
@@ -78,10 +78,11 @@ def normalise_arch(arch: Optional[str]) -> Optional[str]:
         raise ValueError(f"unknown architecture {arch!r}") from None
 
 
-def check_boot_files(kernel: str, ramdisk: Optional[str] = None, guest_type: str = "pv",
+def check_boot_files(kernel: Union[str, int], ramdisk: Union[str, int, None] = None, guest_type: str = "pv",
                      policy: str = "warn", arch: Optional[str] = None,
                      kernel_name: Optional[str] = None, ramdisk_name: Optional[str] = None,
-                     *, verify_ramdisk: bool = True) -> CheckResult:
+                     *, verify_ramdisk: bool = True,
+                     kernel_report: Optional[KernelReport] = None) -> CheckResult:
     """Inspect *kernel* (and *ramdisk*) for a *guest_type* guest under *policy*.
 
     *arch* is the guest's architecture; when None, only a kernel for another
@@ -89,7 +90,8 @@ def check_boot_files(kernel: str, ramdisk: Optional[str] = None, guest_type: str
     shown in messages instead of the paths (give the URLs).  With
     *verify_ramdisk* false only the start of a compressed ramdisk is read
     (milliseconds instead of decompressing it all, but blind to a file cut
-    short).  Raises only ValueError, for a policy, guest type or arch that
+    short).  *kernel_report* is the kernel's report if it was inspected
+    already.  Raises only ValueError, for a policy, guest type or arch that
     does not exist; whatever the files hold is reported, never raised.
     """
     if policy not in POLICIES:
@@ -100,8 +102,9 @@ def check_boot_files(kernel: str, ramdisk: Optional[str] = None, guest_type: str
     result = CheckResult(policy=policy, guest_type=guest_type)
     if policy == "off":
         return result
+    early = kernel_report  # inspected already, while the ramdisk was still arriving
     kernel_report, ramdisk_report = _run_pair(
-        lambda: inspect_kernel(kernel, kernel_name),
+        lambda: early if early is not None else inspect_kernel(kernel, kernel_name),
         None if ramdisk is None else lambda: inspect_ramdisk(ramdisk, ramdisk_name,
                                                              verify_ramdisk))
     result.kernel, result.ramdisk = kernel_report, ramdisk_report

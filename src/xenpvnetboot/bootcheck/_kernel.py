@@ -29,9 +29,9 @@ BANNER_SCAN = 64 << 20
 _BANNER = b"Linux version "
 
 
-def inspect_kernel(path: str, name: Optional[str] = None) -> KernelReport:
+def inspect_kernel(path: Union[str, int], name: Optional[str] = None) -> KernelReport:
     """Facts about the kernel at *path*; never raises for what the file holds."""
-    report = KernelReport(path=path, name=name or path)
+    report = KernelReport(path=path, name=name or str(path))
     report.examine(lambda fileobj: _dispatch(fileobj, fileobj.read(HEAD_SIZE), report))
     return report
 

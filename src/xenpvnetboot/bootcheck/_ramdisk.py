@@ -12,7 +12,7 @@ starts) and whether the file was cut short: Linux would otherwise stop with
 from __future__ import annotations
 
 import re
-from typing import BinaryIO, Optional
+from typing import BinaryIO, Optional, Union
 
 from ._formats import (CPIO_NEWC, CPIO_ODC, HEAD_SIZE, clean, compression_of,
                        describe_other, filesystem_image, hex_start)
@@ -37,14 +37,14 @@ class CpioError(Exception):
         self.cut_short = cut_short
 
 
-def inspect_ramdisk(path: str, name: Optional[str] = None,
+def inspect_ramdisk(path: Union[str, int], name: Optional[str] = None,
                     verify: bool = True) -> RamdiskReport:
     """Facts about the ramdisk at *path*; never raises for what the file holds.
 
     With *verify* false only the start of each compressed member is looked
     at, which is instant but cannot see a file cut short.
     """
-    report = RamdiskReport(path=path, name=name or path)
+    report = RamdiskReport(path=path, name=name or str(path))
     report.examine(lambda fileobj: _walk_file(fileobj, report, verify))
     report.verified = bool(report.members) and not report.faults and not report.not_checked
     return report

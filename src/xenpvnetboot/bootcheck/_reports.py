@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import BinaryIO, Callable, Dict, List, Optional
+from typing import BinaryIO, Callable, Dict, List, Optional, Union
 
 from ._streams import MissingModule, StreamError, TooLarge, TruncatedStream
 
@@ -19,7 +19,8 @@ class FileReport:
     size limit): unknown, not wrong.
     """
 
-    path: str
+    #: A path, or an open descriptor (read from its start; it stays open).
+    path: Union[str, int]
     name: str
     size: int = 0
     not_checked: Optional[str] = None
@@ -28,7 +29,7 @@ class FileReport:
     def examine(self, look: Callable[[BinaryIO], None]) -> None:
         """Open the file, note its size and let *look* read it unless it is empty."""
         try:
-            with open(self.path, "rb") as fileobj:
+            with _open(self.path) as fileobj:
                 self.size = os.fstat(fileobj.fileno()).st_size
                 if self.size == 0:
                     self.faults.append("is empty")
@@ -49,6 +50,19 @@ class FileReport:
             self.faults.append(f"is cut short: {data} ends early")
         else:
             self.faults.append(f"is corrupt: {data} is damaged ({exc.detail})")
+
+
+def _open(path: Union[str, int]) -> BinaryIO:
+    """Open a path, or a private duplicate of a descriptor (so the caller's stays open).
+
+    A deprivileged child checks the files it wrote through the descriptors
+    its parent opened: it may not open them by name.
+    """
+    if isinstance(path, int):
+        fileobj = os.fdopen(os.dup(path), "rb")
+        fileobj.seek(0)
+        return fileobj
+    return open(path, "rb")
 
 
 @dataclass

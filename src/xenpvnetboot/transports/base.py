@@ -113,8 +113,10 @@ class Sink:
         max_size: int = DEFAULT_MAX_SIZE,
         progress: Optional[Callable[["Sink"], None]] = None,
         sha256: Optional[str] = None,
+        on_complete: Optional[Callable[["Sink"], None]] = None,
     ) -> None:
         self.fileobj = fileobj
+        self.on_complete = on_complete
         self.name = name
         self.max_size = max_size
         self.progress = progress
@@ -169,6 +171,9 @@ class Sink:
             self._digest.update(data)
         if self.progress is not None:
             self.progress(self)
+        if total == self.expected and self.on_complete is not None:
+            on_complete, self.on_complete = self.on_complete, None
+            on_complete(self)
         return n
 
     def rewind(self) -> None:
