@@ -28,6 +28,14 @@ from ..errors import BootError, TransientError, UsageError
 DEFAULT_MAX_SIZE = 1 << 30
 #: Seconds without progress before a transfer is given up (``--timeout``).
 DEFAULT_TIMEOUT = 30.0
+#: Backoff between retries of a transient failure: 0.5 s, doubling, at most 5 s.
+RETRY_FIRST_DELAY = 0.5
+RETRY_MAX_DELAY = 5.0
+
+
+def retry_delay(attempt: int) -> float:
+    """Seconds to wait before retry number *attempt* (counted from 0)."""
+    return min(RETRY_MAX_DELAY, RETRY_FIRST_DELAY * (2 ** attempt))
 
 
 @dataclass(frozen=True)

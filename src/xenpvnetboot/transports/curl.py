@@ -23,7 +23,9 @@ import pycurl
 
 from .. import __version__
 from ..errors import BootError, NotFound, TransientError, UsageError
-from .base import FileInfo, Sink, TransportOptions, Tree, join_url_path, split_url
+from .base import (
+    FileInfo, Sink, TransportOptions, Tree, join_url_path, retry_delay, split_url,
+)
 
 #: libcurl's largest receive buffer: fewer, larger write callbacks.
 BUFFER_SIZE = 512 * 1024
@@ -279,7 +281,7 @@ class CurlTree(Tree):
                 last = error
             if not failed:
                 return
-            delay = min(RETRY_MAX_DELAY, RETRY_FIRST_DELAY * (2 ** attempt))
+            delay = retry_delay(attempt)
             self.options.note(f"{last}; retrying in {delay:g} s")
             time.sleep(delay)
             pending = [self._again(transfer) for transfer in failed]
@@ -360,8 +362,6 @@ _TRANSIENT = {
 }
 _RESUME_REFUSED = {pycurl.E_RANGE_ERROR, pycurl.E_FTP_COULDNT_USE_REST,
                    pycurl.E_BAD_DOWNLOAD_RESUME}
-RETRY_FIRST_DELAY = 0.5
-RETRY_MAX_DELAY = 5.0
 
 
 def _incomplete(transfer: _Transfer) -> Optional[BootError]:
