@@ -183,3 +183,23 @@ def test_sigterm_kills_the_child_too(tmp_path, workdir):
                 continue
             assert st.st_uid != UID, f"process {entry} of uid {UID} survived"
     assert stat.S_ISDIR(os.stat(workdir).st_mode)
+
+
+def test_retries_stop_before_libxl_kills_a_restricted_bootloader(sample_root, workdir):
+    import time
+
+    server = TestHTTPServer(sample_root).start()
+    server.faults["/OL6/images/pxeboot/vmlinuz"] = "503"
+    try:
+        start = time.monotonic()
+        run = run_bootloader([f"--location={server.url('OL6')}", "--retries=20"], workdir,
+                             runas=UID, kernel="images/pxeboot/vmlinuz",
+                             env={"LIBXL_BOOTLOADER_TIMEOUT": "14"}, timeout=60)
+        elapsed = time.monotonic() - start
+    finally:
+        server.stop()
+    assert run.status == 1
+    assert "no time left to retry before libxl's timeout" in run.console
+    assert server.url("OL6/images/pxeboot/vmlinuz") in run.console
+    assert elapsed < 14
+    assert run.leftovers == []

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import os
 import sys
+import time
 from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple
 
 from .boot import Target, download, prepare_output_directory
@@ -32,9 +33,29 @@ if TYPE_CHECKING:
 Fetched = Dict[str, Tuple[str, int]]
 
 
+#: Seconds before libxl's restrict-mode kill at which retries stop, so that the
+#: failure is reported by us, naming the server, rather than by the kill.
+DEADLINE_MARGIN = 10.0
+LIBXL_DEFAULT_TIMEOUT = 120.0
+
+
+def restrict_deadline(args: argparse.Namespace) -> Optional[float]:
+    """With --runas, libxl kills the bootloader after LIBXL_BOOTLOADER_TIMEOUT s."""
+    if args.runas is None:
+        return None
+    try:
+        limit = float(os.environ.get("LIBXL_BOOTLOADER_TIMEOUT", LIBXL_DEFAULT_TIMEOUT))
+    except ValueError:
+        limit = LIBXL_DEFAULT_TIMEOUT
+    if limit <= 0:
+        return None
+    return time.monotonic() + max(limit - DEADLINE_MARGIN, limit / 2)
+
+
 def transport_options(args: argparse.Namespace, ui: UI) -> TransportOptions:
     return TransportOptions(
         log=ui.info,
+        deadline=restrict_deadline(args),
         timeout=args.timeout,
         retries=args.retries,
         max_size=args.max_size,

@@ -119,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--output-format", choices=("sxp", "simple", "simple0"), default="sxp",
         help="result format (default sxp; libxl uses simple0)")
     add("-q", "--quiet", action="store_true", help="print errors only")
-    add("-v", "--verbose", action="store_true", help="print more detail")
+    add("-v", "--verbose", "--debug", action="store_true",
+        help="print more detail: redirects, retries, negotiated protocol options, what the check found")
     add("--version", action="version", version=f"xenpvnetboot {__version__}")
     add("--ca-cert", metavar="FILE", help="trust this CA bundle for https instead of the system CAs")
     add("--insecure", action="store_true", help="do not verify TLS certificates (unsafe)")
@@ -144,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--cache-size", metavar="SIZE", type=parse_size, default=4 << 30,
         help="largest total size of the cache, least recently used files go first (default 4G)")
     add("--no-cache", action="store_true", help="neither use nor fill the cache")
-    add("--tftp-blksize", metavar="BYTES", type=int, help="TFTP block size to ask for (default 1468)")
+    add("--tftp-blksize", metavar="BYTES", type=int,
+        help="TFTP block size to ask for (default: the largest that fits the path MTU "
+        "unfragmented: 1468 on Ethernet)")
     add("--tftp-windowsize", metavar="BLOCKS", type=int, help="TFTP window size to ask for (default 16)")
     add("--runas", metavar="UID", type=parse_uid,
         help="do the network work and parsing as this unprivileged uid (libxl's bootloader_restrict)")

@@ -12,7 +12,7 @@ import os
 import re
 import stat as stat_mod
 from typing import Dict, List, Optional, Sequence, Tuple
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from .errors import BootError, NotFound, UsageError
 from .transports import URL_SCHEMES, TransportOptions, Tree, open_url_tree

@@ -139,6 +139,7 @@ def run_bootloader(
     timeout: float = 120.0,
     keep_bytes: int = 1 << 20,
     kill_after: Optional[float] = None,
+    disk: str = "/var/lib/xen/images/guest.img",
 ) -> BootloaderRun:
     """Run as libxl does; *kill_after* sends SIGTERM that many seconds in."""
     outdir = os.path.join(workdir, "bootloader.7.d")
@@ -147,7 +148,7 @@ def run_bootloader(
     fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     os.close(fd)
     argv = build_argv(bootloader_args, output, outdir, kernel, ramdisk, cmdline, runas,
-                      output_format=output_format)
+                      disk=disk, output_format=output_format)
     child_env = dict(os.environ)
     child_env.update({"TERM": "vt100"})
     if env:

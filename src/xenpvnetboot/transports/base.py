@@ -18,6 +18,7 @@ import hashlib
 import io
 import os
 import posixpath
+import time
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit
 from typing import BinaryIO, Callable, Iterable, Optional, Sequence, Tuple
@@ -54,10 +55,16 @@ class TransportOptions:
     verbose: bool = False
     #: Where transports report retries and protocol details (the console).
     log: Optional[Callable[[str], None]] = None
+    #: ``time.monotonic()`` after which no retry starts (libxl's kill is near).
+    deadline: Optional[float] = None
 
     def note(self, message: str) -> None:
         if self.log is not None:
             self.log(message)
+
+    def may_retry(self, delay: float) -> bool:
+        """True if a retry after *delay* seconds still starts before the deadline."""
+        return self.deadline is None or time.monotonic() + delay < self.deadline
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -277,6 +276,8 @@ class CurlTree(Tree):
                     continue
                 if not isinstance(error, TransientError) or attempt == self.options.retries:
                     raise error
+                if not self.options.may_retry(retry_delay(attempt)):
+                    raise BootError(f"{error}; no time left to retry before libxl's timeout")
                 failed.append(transfer)
                 last = error
             if not failed:

@@ -930,6 +930,8 @@ class TftpTree(Tree):
                 if attempt >= self.options.retries:
                     raise
                 delay = retry_delay(attempt)
+                if not self.options.may_retry(delay):
+                    raise BootError(f"{exc}; no time left to retry before libxl's timeout") from None
                 self.options.note(f"{exc}; retrying in {delay:g} s")
                 time.sleep(delay)
                 attempt += 1
