@@ -140,6 +140,7 @@ def test_dropped_child_cannot_read_or_write(tmp_path):
             "core": resource.getrlimit(resource.RLIMIT_CORE),
             "fsize": resource.getrlimit(resource.RLIMIT_FSIZE),
             "as": resource.getrlimit(resource.RLIMIT_AS)[0],
+            "cpu": resource.getrlimit(resource.RLIMIT_CPU)[0],
             "fork": _attempt(lambda: os.waitpid(os.fork(), 0) if True else None),
             "setuid_back": _attempt(lambda: os.setuid(0)),
         }
@@ -154,6 +155,7 @@ def test_dropped_child_cannot_read_or_write(tmp_path):
     assert result["core"] == [0, 0]
     assert result["fsize"] == [1 << 20, 1 << 20]
     assert result["as"] == privsep.ADDRESS_SPACE
+    assert result["cpu"] == privsep.CPU_SECONDS
     assert result["fork"] != 0, "the child must not be able to start processes"
     if privsep.landlock_abi() >= 1:
         assert result["write_world_dir"] != 0

@@ -26,6 +26,9 @@ from .errors import BootError, UsageError, XenPVNetBootError
 
 #: The largest report a child may send (two names and an argument string).
 MAX_REPORT = 64 * 1024
+#: CPU time for the child: a boot needs a few seconds; a parser stuck on a
+#: hostile image is stopped by this even where a library cannot be interrupted.
+CPU_SECONDS = 300
 #: Address space for the child: Python, libcurl and OpenSSL fit well inside.
 ADDRESS_SPACE = 2 << 30
 
@@ -198,6 +201,7 @@ def drop_privileges(uid: int, max_file_size: int) -> None:
         (resource.RLIMIT_CORE, 0),
         (resource.RLIMIT_FSIZE, max_file_size),
         (resource.RLIMIT_AS, ADDRESS_SPACE),
+        (resource.RLIMIT_CPU, CPU_SECONDS),
     )
     for which, value in limits:
         resource.setrlimit(which, (value, value))

@@ -97,6 +97,8 @@ class LocalSource(ByteSource):
         return self._fd
 
     def pread(self, offset: int, length: int) -> bytes:
+        # os.pread allocates *length* bytes first: never more than the file holds.
+        length = max(0, min(length, self._size - offset))
         try:
             return os.pread(self.fileno, length, offset)
         except OSError as exc:

@@ -1,0 +1,72 @@
+"""Files inside images, read in userspace: no mount, no loop device, no root.
+
+:func:`open_image` turns any :class:`ByteSource` (a local file or block
+device today; an ISO on NFS or behind HTTP Range requests just the same)
+into a read-only :class:`Tree` of the filesystem it holds:
+
+* ISO9660 with Rock Ridge, Joliet or plain names, hybrid ISOs too (pycdlib);
+* ext2/ext3/ext4 and FAT12/16/32 (pytsk3);
+* squashfs (PySquashfsImage);
+* a whole disk with an MBR or GPT partition table holding any of these,
+  searched partition by partition as pygrub does.
+
+The format is recognised from the bytes alone.  Each library is imported
+only when its format turns up, so start-up does not pay for them, and a
+missing one is reported with the pip package to install.  Paths name files
+from the image root (the tree is ``rooted``); symlinks are followed within
+the image and never out of it.
+
+The returned tree owns *source*: closing the tree closes it.  If
+:func:`open_image` raises, the source stays the caller's to close (as
+``location.open_local`` does).
+"""
+
+from __future__ import annotations
+
+from ..errors import BootError
+from ..transports.base import ByteSource, TransportOptions, Tree
+from .detect import EXT, FAT, ISO9660, SQUASHFS, filesystem_kind, read_head
+
+UNRECOGNISED = "not a recognised ISO9660, ext2/3/4, FAT or squashfs image, nor a partitioned disk"
+
+
+def open_filesystem(source: ByteSource, kind: str) -> Tree:
+    """The tree of a filesystem of known *kind* (see :mod:`.detect`) at offset 0."""
+    if kind == ISO9660:
+        from .iso import IsoTree
+
+        return IsoTree(source)
+    if kind == EXT:
+        from .ext import ExtTree
+
+        return ExtTree(source)
+    if kind == FAT:
+        from . import tsk
+
+        return tsk.TskTree(source, tsk.FAT)
+    if kind == SQUASHFS:
+        from .squashfs import SquashfsTree
+
+        return SquashfsTree(source)
+    raise BootError(f"{source.name}: unsupported filesystem {kind}")
+
+
+def open_image(source: ByteSource, options: TransportOptions) -> Tree:
+    """The files inside the image *source* holds; see the module docstring.
+
+    *options* is accepted for symmetry with the transports (and for limits a
+    remote source may need); reading an image has no settings of its own.
+    """
+    head = read_head(source)
+    kind = filesystem_kind(head)
+    if kind is not None:
+        return open_filesystem(source, kind)
+    from .partitions import find_partitions, open_partitioned
+
+    partitions = find_partitions(source)
+    if partitions is None:
+        raise BootError(f"{source.name}: {UNRECOGNISED}")
+    return open_partitioned(source, partitions, open_filesystem)
+
+
+__all__ = ["open_filesystem", "open_image"]

@@ -1,0 +1,303 @@
+"""What every image format shares: path resolution, streaming, byte views.
+
+Each format module only has to say how to list one directory entry
+(:meth:`ImageTree._lookup`) and how to read one file's bytes
+(:meth:`ImageTree._file_source`); symlinks, ``..``, the escape rule, the
+error wrapping and the 1 MiB streaming live here once.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
+
+from ..errors import BootError, NotFound, XenPVNetBootError
+from ..transports.base import ByteSource, FileInfo, Sink, Tree, clean_path
+
+#: Block size of fetches and of reads from the image.
+CHUNK = 1 << 20
+#: Symlinks followed while resolving one path (Linux allows 40 as well).
+MAX_SYMLINKS = 40
+#: Longest symlink target read from an image (PATH_MAX).
+MAX_LINK_TARGET = 4096
+
+FILE = "file"
+DIR = "dir"
+LINK = "link"
+OTHER = "other"
+
+
+def import_optional(module: str, package: str, what: str) -> ModuleType:
+    """Import a format library only when an image of that format turns up.
+
+    Keeps start-up fast, and turns a missing library into one line naming the
+    pip package instead of an ImportError traceback.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise BootError(
+            f"reading {what} images needs the Python package {package} "
+            f"(pip install {package}): {exc}"
+        ) from None
+
+
+def describe(exc: BaseException) -> str:
+    """One line about a library exception (its message alone is often empty)."""
+    text = str(exc).strip().replace("\n", " ")
+    name = type(exc).__name__
+    return f"{name}: {text}" if text else name
+
+
+def _nothing_pending() -> Optional[BaseException]:
+    return None
+
+
+@contextmanager
+def library_errors(
+    what: str, pending: Callable[[], Optional[BaseException]] = _nothing_pending
+) -> Iterator[None]:
+    """Turn whatever a parsing library raises on hostile bytes into BootError.
+
+    Image contents are untrusted: a corrupt directory makes pycdlib, TSK or
+    PySquashfsImage raise anything from ValueError to RecursionError or
+    MemoryError.  Our own errors (NotFound, an I/O error of the source) pass
+    through unchanged, also when a C library wrapped them on the way:
+    *pending* returns the error a read callback kept for that case.
+    """
+    try:
+        yield
+    except XenPVNetBootError:
+        raise
+    except Exception as exc:
+        cause = pending()
+        if isinstance(cause, XenPVNetBootError):
+            raise cause from None
+        raise BootError(f"{what}: {describe(exc)}") from None
+
+
+@dataclass
+class Node:
+    """One directory entry as a format module reports it.
+
+    ``path`` holds the names as stored in the image, from the root (they may
+    differ from the requested ones in case, for FAT and plain ISO9660).
+    ``ref`` is the library's own object for the entry.
+    """
+
+    kind: str
+    path: Tuple[str, ...] = ()
+    size: int = 0
+    target: str = ""
+    ref: Any = field(default=None, repr=False)
+
+
+class ExtentSource(ByteSource):
+    """A view of runs ``(offset, length)`` of a parent source, as one file.
+
+    Serves partitions (one run), files stored in ISO9660 extents, and the
+    whole image itself (so that reads are clamped to its size whatever length
+    a library asks for).  It does not own the parent: closing it is a no-op,
+    and it is valid only while the parent is open.
+    """
+
+    def __init__(self, parent: ByteSource, runs: Sequence[Tuple[int, int]], name: str) -> None:
+        self._parent = parent
+        self._runs: List[Tuple[int, int]] = [(o, n) for o, n in runs if n > 0]
+        self._size = sum(n for _, n in self._runs)
+        self.name = name
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def pread(self, offset: int, length: int) -> bytes:
+        end = min(offset + length, self._size)
+        if offset < 0 or offset >= end:
+            return b""
+        parts = []
+        pos = 0
+        for run_offset, run_length in self._runs:
+            run_end = pos + run_length
+            if run_end > offset and pos < end:
+                start = max(offset, pos)
+                want = min(end, run_end) - start
+                data = self._parent.pread(run_offset + start - pos, want)
+                parts.append(data)
+                if len(data) < want:
+                    break  # the parent ends early: a truncated image
+            pos = run_end
+            if pos >= end:
+                break
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def stream(source: ByteSource, sink: Sink) -> None:
+    """Copy a whole source into a sink in :data:`CHUNK` blocks."""
+    size = source.size
+    sink.expect(size)
+    offset = 0
+    while offset < size:
+        data = source.pread(offset, min(CHUNK, size - offset))
+        if not data:
+            raise BootError(
+                f"{source.name}: the image ends after {offset} of the file's {size} "
+                "bytes (truncated image?)"
+            )
+        offset += len(data)
+        if sink.write(data) != len(data):
+            break
+    sink.check_complete()
+
+
+class ImageTree(Tree):
+    """The files of one filesystem image, read in place through its source.
+
+    Paths name files from the image root, whether or not they start with a
+    slash (``rooted``, as pygrub does).  The tree owns *source*: :meth:`close`
+    closes it after releasing the library objects.  Byte sources returned by
+    :meth:`open_source` are views that stay valid until the tree is closed.
+    """
+
+    rooted = True
+    #: Format name for messages ("ISO9660", "ext4", ...).
+    kind = "filesystem"
+
+    def __init__(self, source: ByteSource) -> None:
+        self.source = source
+        #: What the libraries read from: the image with reads clamped to its size.
+        self.view = ExtentSource(source, [(0, source.size)], source.name)
+        self._closed = False
+
+    # -- what each format provides ------------------------------------------------
+
+    def _root(self) -> Node:
+        raise NotImplementedError
+
+    def _lookup(self, parent: Node, name: str) -> Optional[Node]:
+        """The entry *name* of directory *parent*, or None if there is none."""
+        raise NotImplementedError
+
+    def _file_source(self, node: Node, name: str) -> ByteSource:
+        """Random access to the bytes of the regular file *node*."""
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        """Drop the library objects."""
+
+    # -- shared behaviour ---------------------------------------------------------
+
+    def _pending_error(self) -> Optional[BaseException]:
+        """Our own exception a C library swallowed while reading (see TSK)."""
+        return None
+
+    def guard(self) -> Any:
+        """Context turning library exceptions into BootError naming the image."""
+        return library_errors(
+            f"{self.source.name}: unreadable {self.kind} image", self._pending_error
+        )
+
+    def url(self, path: str) -> str:
+        return f"{self.source.name}:/{path.lstrip('/')}"
+
+    def _find(self, path: str) -> Node:
+        """The regular file *path* names, symlinks followed (NotFound if none)."""
+        return self._walk(path, self._lookup)
+
+    def _walk(self, path: str, lookup: Callable[[Node, str], Optional[Node]]) -> Node:
+        if self._closed:
+            raise BootError(f"{self.source.name}: image already closed")
+        with self.guard():
+            return resolve(self._root(), clean_path(path), lookup, self.url(path))
+
+    def stat(self, path: str) -> FileInfo:
+        return FileInfo(size=self._find(path).size)
+
+    def open_source(self, path: str) -> ByteSource:
+        node = self._find(path)
+        with self.guard():
+            return GuardedSource(self, self._file_source(node, self.url(clean_path(path))))
+
+    def fetch(self, path: str, sink: Sink) -> None:
+        stream(self.open_source(path), sink)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._release()
+        finally:
+            self.source.close()
+
+
+class GuardedSource(ByteSource):
+    """A file inside an image: library errors become BootError, and reads
+    after the tree is closed are refused instead of touching freed objects."""
+
+    def __init__(self, tree: ImageTree, inner: ByteSource) -> None:
+        self._tree = tree
+        self._inner = inner
+        self.name = inner.name
+
+    @property
+    def size(self) -> int:
+        return self._inner.size
+
+    def pread(self, offset: int, length: int) -> bytes:
+        if self._tree._closed:
+            raise BootError(f"{self.name}: the image holding it is closed")
+        with self._tree.guard():
+            return self._inner.pread(offset, length)
+
+
+def resolve(
+    root: Node, path: str, lookup: Callable[[Node, str], Optional[Node]], where: str
+) -> Node:
+    """Walk *path* from *root*, following symlinks inside the image.
+
+    A link target is resolved relative to the link's directory (from the
+    image root if absolute) and ``..`` climbs the directories really walked,
+    as the kernel does.  Climbing above the root is refused rather than
+    clamped: a link that points outside the image names a file of the host
+    the image was made on, never one we may read.  *where* names the image
+    and path in messages.
+    """
+    todo = deque(part for part in path.split("/") if part not in ("", "."))
+    stack = [root]
+    links = 0
+    while todo:
+        name = todo.popleft()
+        if name == "..":
+            if len(stack) == 1:
+                raise BootError(f"{where}: a symbolic link leads outside the image")
+            stack.pop()
+            continue
+        parent = stack[-1]
+        if parent.kind != DIR:
+            raise NotFound(f"{where}: {'/'.join(parent.path)} is not a directory")
+        node = lookup(parent, name)
+        if node is None:
+            raise NotFound(f"{where}: no such file")
+        if node.kind == LINK:
+            links += 1
+            if links > MAX_SYMLINKS:
+                raise BootError(f"{where}: too many levels of symbolic links")
+            if not node.target:
+                raise NotFound(f"{where}: empty symbolic link {'/'.join(node.path)}")
+            if node.target.startswith("/"):
+                del stack[1:]
+            parts = [p for p in node.target.split("/") if p not in ("", ".")]
+            todo.extendleft(reversed(parts))
+            continue
+        stack.append(node)
+    found = stack[-1]
+    if found.kind == DIR:
+        raise NotFound(f"{where}: is a directory")
+    if found.kind != FILE:
+        raise NotFound(f"{where}: not a regular file")
+    return found
