@@ -16,11 +16,13 @@ from urllib.parse import unquote
 
 from .errors import BootError, NotFound, UsageError
 from .transports import URL_SCHEMES, TransportOptions, Tree, open_url_tree
-from .transports.base import split_url
+from .transports.base import OwningSource, split_url
 from .transports.local import LocalSource, LocalTree
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _NFS_PREFIXES = ("nfs+iso:", "nfs:")
+#: A URL location ending so names an image to read in place, not a tree.
+IMAGE_SUFFIXES = (".iso", ".img", ".raw")
 #: Longest location or path we accept; anything longer is a mistake or an attack.
 MAX_SPEC_LENGTH = 4096
 
@@ -66,6 +68,8 @@ def open_location(text: str, options: TransportOptions) -> Tree:
     if scheme == "file":
         return open_local(file_url_path(text), options)
     if scheme is not None:
+        if is_image_url(text):
+            return open_remote_image(text, scheme, options)
         return open_url_tree(text, scheme, options)
     for prefix in _NFS_PREFIXES:
         if text.startswith(prefix):
@@ -126,6 +130,31 @@ def preload(specs: Sequence[Optional[str]]) -> None:
             hook = getattr(module, "preload", None)
             if hook is not None:
                 hook()
+
+
+def is_image_url(url: str) -> bool:
+    """An http(s)/ftp location naming an image file rather than a tree."""
+    parts = split_url(url)
+    return (url_scheme(url) in ("http", "https", "ftp")
+            and parts.path.lower().endswith(IMAGE_SUFFIXES))
+
+
+def open_remote_image(url: str, scheme: str, options: TransportOptions) -> Tree:
+    """An ISO or disk image on a web or FTP server, read in place by range requests."""
+    from .containers import open_image
+
+    head, name = split_spec(url)
+    parent = open_url_tree(head, scheme, options)
+    try:
+        source = OwningSource(parent.open_source(unquote(name)), parent)
+    except BaseException:
+        parent.close()
+        raise
+    try:
+        return open_image(source, options)
+    except BaseException:
+        source.close()
+        raise
 
 
 def open_local(path: str, options: TransportOptions) -> Tree:

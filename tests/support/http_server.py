@@ -82,6 +82,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     break
                 self.wfile.write(data)
                 remaining -= len(data)
+                self.server.bytes_sent += len(data)
 
     def _empty(self, status: int) -> None:
         self.send_response(status)
@@ -170,6 +171,7 @@ class TestHTTPServer(http.server.ThreadingHTTPServer):
         self.faults: Dict[str, object] = {}
         self.requests: List[tuple] = []
         self.proxied: List[str] = []
+        self.bytes_sent = 0  # body bytes of normal answers
         self.tls = tls
         if tls is not None:
             self.socket = tls.wrap_socket(self.socket, server_side=True)

@@ -3,7 +3,7 @@
 Each format module only has to say how to list one directory entry
 (:meth:`ImageTree._lookup`) and how to read one file's bytes
 (:meth:`ImageTree._file_source`); symlinks, ``..``, the escape rule, the
-error wrapping and the 1 MiB streaming live here once.
+error wrapping and the streaming of file extents live here once.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 from ..errors import BootError, NotFound, XenPVNetBootError
 from ..transports.base import ByteSource, FileInfo, Sink, Tree, clean_path
 
-#: Block size of fetches and of reads from the image.
-CHUNK = 1 << 20
 #: Symlinks followed while resolving one path (Linux allows 40 as well).
 MAX_SYMLINKS = 40
 #: Longest symlink target read from an image (PATH_MAX).
@@ -135,22 +133,29 @@ class ExtentSource(ByteSource):
                 break
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
+    def copy_range(self, offset: int, length: int, sink: Sink) -> None:
+        """Pass each run on to the parent, so a remote parent streams it in one request."""
+        end = min(offset + length, self._size)
+        pos = 0
+        for run_offset, run_length in self._runs:
+            run_end = pos + run_length
+            if run_end > offset and pos < end:
+                start = max(offset, pos)
+                want = min(end, run_end) - start
+                if run_offset + start - pos + want > self._parent.size:
+                    raise BootError(
+                        f"{self.name}: the image ends before this file does (truncated image?)"
+                    )
+                self._parent.copy_range(run_offset + start - pos, want, sink)
+            pos = run_end
+            if pos >= end:
+                break
+
 
 def stream(source: ByteSource, sink: Sink) -> None:
-    """Copy a whole source into a sink in :data:`CHUNK` blocks."""
-    size = source.size
-    sink.expect(size)
-    offset = 0
-    while offset < size:
-        data = source.pread(offset, min(CHUNK, size - offset))
-        if not data:
-            raise BootError(
-                f"{source.name}: the image ends after {offset} of the file's {size} "
-                "bytes (truncated image?)"
-            )
-        offset += len(data)
-        if sink.write(data) != len(data):
-            break
+    """Copy a whole source into a sink (one request for a remote image's file)."""
+    sink.expect(source.size)
+    source.copy_range(0, source.size, sink)
     sink.check_complete()
 
 
@@ -253,6 +258,12 @@ class GuardedSource(ByteSource):
             raise BootError(f"{self.name}: the image holding it is closed")
         with self._tree.guard():
             return self._inner.pread(offset, length)
+
+    def copy_range(self, offset: int, length: int, sink: Sink) -> None:
+        if self._tree._closed:
+            raise BootError(f"{self.name}: the image holding it is closed")
+        with self._tree.guard():
+            self._inner.copy_range(offset, length, sink)
 
 
 def resolve(

@@ -25,6 +25,8 @@ from typing import BinaryIO, Callable, Iterable, Optional, Sequence, Tuple
 
 from ..errors import BootError, TransientError, UsageError
 
+#: Block size of :meth:`ByteSource.copy_range`'s default loop.
+COPY_CHUNK = 1 << 20
 #: Default bound on one fetched file (the ``--max-size`` option overrides it).
 DEFAULT_MAX_SIZE = 1 << 30
 #: Seconds without progress before a transfer is given up (``--timeout``).
@@ -279,9 +281,53 @@ class ByteSource(abc.ABC):
     def close(self) -> None:
         """Release the underlying handle."""
 
+    def copy_range(self, offset: int, length: int, sink: Sink) -> None:
+        """Write bytes ``[offset, offset + length)`` into *sink*.
+
+        Remote sources override it with one streamed request; this default
+        reads in 1 MiB blocks.  A source that ends early is an error (a
+        truncated image), never a short file.
+        """
+        end = offset + length
+        while offset < end:
+            data = self.pread(offset, min(COPY_CHUNK, end - offset))
+            if not data:
+                raise BootError(
+                    f"{self.name}: ends at byte {offset}, before the {end} needed "
+                    "(truncated image?)"
+                )
+            offset += len(data)
+            if sink.write(data) != len(data):
+                raise sink.error or BootError(f"{sink.name}: write refused")
+
     def as_file(self) -> "SourceFile":
         """A seekable read-only file object over this source (for pycdlib etc.)."""
         return SourceFile(self)
+
+
+class OwningSource(ByteSource):
+    """A source that also closes the tree it came from (an image opened from a URL)."""
+
+    def __init__(self, source: ByteSource, owner: "Tree") -> None:
+        self._source = source
+        self._owner = owner
+        self.name = source.name
+
+    @property
+    def size(self) -> int:
+        return self._source.size
+
+    def pread(self, offset: int, length: int) -> bytes:
+        return self._source.pread(offset, length)
+
+    def copy_range(self, offset: int, length: int, sink: Sink) -> None:
+        self._source.copy_range(offset, length, sink)
+
+    def close(self) -> None:
+        try:
+            self._source.close()
+        finally:
+            self._owner.close()
 
 
 class SourceFile(io.RawIOBase):
