@@ -115,13 +115,13 @@ def test_arm64_kernel(files, monkeypatch):
 def test_not_checked_is_a_detail(files, monkeypatch):
     from xenpvnetboot.bootcheck import _streams
 
-    real = _streams.importlib.import_module
-    monkeypatch.setattr(_streams.importlib, "import_module",
-                        lambda name: (_ for _ in ()).throw(ImportError(name))
-                        if name.startswith("lz4") else real(name))
     elf = elfgen.build_elf(elfgen.pvh_notes())
     kernel, ramdisk = files(kernel=elfgen.build_bzimage(elf, "lz4"),
                             ramdisk=elfgen.compress(elfgen.initramfs(), "lz4"))
+    real = _streams.importlib.import_module  # lz4 "missing" only from here on
+    monkeypatch.setattr(_streams.importlib, "import_module",
+                        lambda name: (_ for _ in ()).throw(ImportError(name))
+                        if name.startswith("lz4") else real(name))
     result = check_boot_files(kernel, ramdisk, policy="strict", kernel_name=URL,
                               ramdisk_name=RD_URL)
     assert result.problems == [] and not result.refuse
