@@ -141,7 +141,7 @@ def is_image_url(url: str) -> bool:
 
 def open_remote_image(url: str, scheme: str, options: TransportOptions) -> Tree:
     """An ISO or disk image on a web or FTP server, read in place by range requests."""
-    from .containers import open_image
+    from .containers import take_image
 
     head, name = split_spec(url)
     parent = open_url_tree(head, scheme, options)
@@ -150,20 +150,16 @@ def open_remote_image(url: str, scheme: str, options: TransportOptions) -> Tree:
     except BaseException:
         parent.close()
         raise
-    try:
-        return open_image(source, options)
-    except BaseException:
-        source.close()
-        raise
+    return take_image(source, options)
 
 
 def open_local(path: str, options: TransportOptions) -> Tree:
     """A directory, an image file or a block device on this host."""
     path = os.path.abspath(path)
     if path in _PREOPENED:
-        from .containers import open_image
+        from .containers import take_image
 
-        return open_image(_PREOPENED.pop(path), options)
+        return take_image(_PREOPENED.pop(path), options)
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -173,14 +169,9 @@ def open_local(path: str, options: TransportOptions) -> Tree:
     if stat_mod.S_ISDIR(st.st_mode):
         return LocalTree(path)
     if stat_mod.S_ISREG(st.st_mode) or stat_mod.S_ISBLK(st.st_mode):
-        from .containers import open_image
+        from .containers import take_image
 
-        source = LocalSource(path)
-        try:
-            return open_image(source, options)
-        except BaseException:
-            source.close()
-            raise
+        return take_image(LocalSource(path), options)
     raise BootError(f"{path}: not a directory, image file or block device")
 
 

@@ -51,6 +51,15 @@ def open_filesystem(source: ByteSource, kind: str) -> Tree:
     raise BootError(f"{source.name}: unsupported filesystem {kind}")
 
 
+def take_image(source: ByteSource, options: TransportOptions) -> Tree:
+    """:func:`open_image` that owns *source* whatever happens: closed on failure."""
+    try:
+        return open_image(source, options)
+    except BaseException:
+        source.close()
+        raise
+
+
 def open_image(source: ByteSource, options: TransportOptions) -> Tree:
     """The files inside the image *source* holds; see the module docstring.
 

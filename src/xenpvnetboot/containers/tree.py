@@ -113,43 +113,38 @@ class ExtentSource(ByteSource):
     def size(self) -> int:
         return self._size
 
-    def pread(self, offset: int, length: int) -> bytes:
+    def _pieces(self, offset: int, length: int) -> Iterator[Tuple[int, int]]:
+        """``(parent offset, length)`` of each run piece covering the range asked for."""
         end = min(offset + length, self._size)
-        if offset < 0 or offset >= end:
-            return b""
-        parts = []
         pos = 0
         for run_offset, run_length in self._runs:
-            run_end = pos + run_length
-            if run_end > offset and pos < end:
-                start = max(offset, pos)
-                want = min(end, run_end) - start
-                data = self._parent.pread(run_offset + start - pos, want)
-                parts.append(data)
-                if len(data) < want:
-                    break  # the parent ends early: a truncated image
-            pos = run_end
             if pos >= end:
-                break
+                return
+            run_end = pos + run_length
+            if run_end > offset:
+                start = max(offset, pos)
+                yield run_offset + start - pos, min(end, run_end) - start
+            pos = run_end
+
+    def pread(self, offset: int, length: int) -> bytes:
+        if offset < 0:
+            return b""
+        parts = []
+        for parent_offset, want in self._pieces(offset, length):
+            data = self._parent.pread(parent_offset, want)
+            parts.append(data)
+            if len(data) < want:
+                break  # the parent ends early: a truncated image
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def copy_range(self, offset: int, length: int, sink: Sink) -> None:
         """Pass each run on to the parent, so a remote parent streams it in one request."""
-        end = min(offset + length, self._size)
-        pos = 0
-        for run_offset, run_length in self._runs:
-            run_end = pos + run_length
-            if run_end > offset and pos < end:
-                start = max(offset, pos)
-                want = min(end, run_end) - start
-                if run_offset + start - pos + want > self._parent.size:
-                    raise BootError(
-                        f"{self.name}: the image ends before this file does (truncated image?)"
-                    )
-                self._parent.copy_range(run_offset + start - pos, want, sink)
-            pos = run_end
-            if pos >= end:
-                break
+        for parent_offset, want in self._pieces(offset, length):
+            if parent_offset + want > self._parent.size:
+                raise BootError(
+                    f"{self.name}: the image ends before this file does (truncated image?)"
+                )
+            self._parent.copy_range(parent_offset, want, sink)
 
 
 def stream(source: ByteSource, sink: Sink) -> None:

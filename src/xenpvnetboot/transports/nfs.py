@@ -742,13 +742,9 @@ def _open_image(spec: NfsSpec, options: TransportOptions) -> Tree:
     except BaseException:
         connection.close()
         raise
-    from ..containers import open_image
+    from ..containers import take_image
 
-    try:
-        return open_image(source, options)
-    except BaseException:
-        source.close()
-        raise
+    return take_image(source, options)
 
 
 __all__ = [
