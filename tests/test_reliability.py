@@ -125,8 +125,9 @@ def test_redirect_loop_refused(server, workdir):
 
 def test_redirect_within_http_followed(server, workdir):
     server.faults["/moved/vmlinuz"] = ("redirect", server.url(K))
-    run = run_bootloader([], workdir, kernel=server.url("moved/vmlinuz"), ramdisk=server.url(R))
+    run = run_bootloader(["-v"], workdir, kernel=server.url("moved/vmlinuz"), ramdisk=server.url(R))
     assert_ok(run)
+    assert f"{server.url('moved/vmlinuz')}: redirected to {server.url(K)}" in run.console
 
 
 def test_server_refusing_head(server, workdir):

@@ -359,8 +359,12 @@ class CurlTree(Tree):
             for path, sink in jobs
         ]
         self._with_retries(transfers)
-        for _, sink in jobs:
+        for transfer, (path, sink) in zip(transfers, jobs):
             sink.check_complete()
+            if self.options.verbose:
+                final = redact(transfer.handle.getinfo(pycurl.EFFECTIVE_URL))
+                if final != self.url(path):
+                    self.options.note(f"{self.url(path)}: redirected to {final}")
 
     def fetch_span(self, path: str, start: int, end: int, sink: Sink) -> None:
         """Stream bytes ``[start, end)`` of *path* into *sink* (HTTP Range, FTP REST)."""

@@ -437,6 +437,8 @@ def connect(spec: NfsSpec, directory: str, options: TransportOptions) -> Tuple[C
             break
         attempt = _try_version(lib, spec, version, directory, remaining, options)
         if isinstance(attempt, tuple):
+            if options.verbose:
+                options.note(f"{spec.with_path(directory).location()}: NFSv{version}")
             return attempt
         attempts.append(attempt)
     raise _connect_error(spec.with_path(directory), attempts)
