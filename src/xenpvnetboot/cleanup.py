@@ -9,7 +9,6 @@ and less certain than removing a short list of paths we already know.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import sys
 from typing import List
@@ -67,9 +66,12 @@ class Cleanup:
             except OSError as exc:
                 print(f"xenpvnetboot: warning: cannot remove {path}: {exc}", file=sys.stderr)
             self.files.remove(path)
-        for path in reversed(self.dirs[:]):
-            shutil.rmtree(path, ignore_errors=True)
-            self.dirs.remove(path)
+        if self.dirs:
+            import shutil
+
+            for path in reversed(self.dirs[:]):
+                shutil.rmtree(path, ignore_errors=True)
+                self.dirs.remove(path)
 
 
 #: The registry of this process.

@@ -14,7 +14,6 @@ Paths handed to a tree are decoded, ``/``-separated and relative to its root
 from __future__ import annotations
 
 import abc
-import hashlib
 import io
 import os
 import posixpath
@@ -102,6 +101,12 @@ def clean_path(path: str) -> str:
     return "/".join(parts)
 
 
+def _sha256():  # type: ignore[no-untyped-def]
+    import hashlib  # only boots that check a digest pay for it
+
+    return hashlib.sha256()
+
+
 def _free_space(fileobj: BinaryIO) -> Optional[int]:
     """Bytes an unprivileged writer may still use on the file's filesystem."""
     try:
@@ -142,7 +147,7 @@ class Sink:
         self.error: Optional[BootError] = None
         self._write = fileobj.write
         self.want_sha256 = sha256.lower() if sha256 else None
-        self._digest = hashlib.sha256() if sha256 else None
+        self._digest = _sha256() if sha256 else None
 
     def expect(self, size: Optional[int]) -> None:
         """Record the announced size; refuse it at once if it is too large."""
@@ -200,7 +205,7 @@ class Sink:
         self.written = 0
         self.error = None
         if self._digest is not None:
-            self._digest = hashlib.sha256()
+            self._digest = _sha256()
 
     def check_complete(self) -> None:
         """Raise if the transfer stopped early or a write was refused."""
