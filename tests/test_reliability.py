@@ -130,6 +130,24 @@ def test_redirect_within_http_followed(server, workdir):
     assert f"{server.url('moved/vmlinuz')}: redirected to {server.url(K)}" in run.console
 
 
+def test_credentials_not_sent_to_another_host(server, sample_root, workdir):
+    other = TestHTTPServer(sample_root).start()
+    try:
+        # the same address under another name: libcurl treats it as another host
+        target = other.url(K).replace("127.0.0.1", "localhost")
+        server.faults["/secret/vmlinuz"] = ("redirect", target)
+        location = server.url("secret").replace("http://", "http://guest:hunter2@")
+        run = run_bootloader([f"--location={location}", "--kernel=vmlinuz",
+                              f"--ramdisk={server.url(R)}"], workdir)
+    finally:
+        other.stop()
+    assert run.status == 0, run.console
+    assert run.kernel == expected(K[1:])
+    assert any(auth and auth.startswith("Basic ") for auth in server.authorizations)
+    assert other.requests and all(auth is None for auth in other.authorizations)
+    assert "hunter2" not in run.console
+
+
 def test_server_refusing_head(server, workdir):
     server.faults["/OL6/images/pxeboot/vmlinuz"] = ["refuse-head"]
     server.faults["/OL6/images/pxeboot/initrd.img"] = ["refuse-head"]

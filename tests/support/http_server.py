@@ -38,6 +38,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             target = urlsplit(target).path or "/"
         path = unquote(target.split("?", 1)[0])
         self.server.requests.append((self.command, path, self.headers.get("Range")))
+        self.server.authorizations.append(self.headers.get("Authorization"))
         fault = self.server.next_fault(path, head)
         if fault == "refuse-head" and head:
             return self._empty(405)
@@ -172,6 +173,7 @@ class TestHTTPServer(http.server.ThreadingHTTPServer):
         self.requests: List[tuple] = []
         self.proxied: List[str] = []
         self.bytes_sent = 0  # body bytes of normal answers
+        self.authorizations: List[Optional[str]] = []  # the Authorization header of each request
         self.tls = tls
         if tls is not None:
             self.socket = tls.wrap_socket(self.socket, server_side=True)
