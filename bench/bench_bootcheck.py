@@ -25,7 +25,7 @@ from typing import Callable
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.join(HERE, "..", "src")]
 
-from common import alternate, debian_pair, report  # noqa: E402
+from common import alternate, debian_pair, report, result as print_result  # noqa: E402
 from xenpvnetboot.bootcheck import (check_boot_files, inspect_kernel,  # noqa: E402
                                     inspect_ramdisk)
 
@@ -74,9 +74,11 @@ def main() -> int:
         }
         print(f"\n{args.runs} alternating rounds, {os.cpu_count()} CPUs, "
               f"load average {os.getloadavg()[0]:.2f}")
-        report(alternate(contenders, args.runs), copy)
+        ratios = report(alternate(contenders, args.runs), copy)
     cpu = cpu_seconds(lambda: check_boot_files(kernel, ramdisk), args.runs)
     print(f"  CPU time of the check (both threads): median {cpu * 1000:.1f} ms")
+    print_result("bootcheck.check.ratio_cp", ratios["check, kernel and ramdisk (as called)"])
+    print_result("bootcheck.check_cpu_ms", cpu * 1000)
     return 0
 
 

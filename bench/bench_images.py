@@ -26,7 +26,7 @@ from typing import Callable, Dict, List
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.join(HERE, "..", "src")]
 
-from common import alternate, debian_pair, report  # noqa: E402
+from common import alternate, debian_pair, report, result  # noqa: E402
 from xenpvnetboot.containers import open_image  # noqa: E402
 from xenpvnetboot.transports.base import Sink, TransportOptions  # noqa: E402
 from xenpvnetboot.transports.local import LocalSource  # noqa: E402
@@ -90,9 +90,11 @@ def main() -> int:
                 lambda image=image: extract(image, out), out)
         times: Dict[str, List[float]] = alternate(contenders, opts.runs)
         print(f"Debian installer pair, {total / 1e6:.1f} MB, {opts.runs} alternating runs:")
-        report(times, "cp of the two files")
+        ratios = report(times, "cp of the two files")
         for name, values in times.items():
             print(f"  {name:40s} {total / statistics.median(values) / 1e6:8.0f} MB/s")
+        for kind in images:
+            result(f"images.{kind}.ratio_cp", ratios[f"{kind}: open_image + fetch"])
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

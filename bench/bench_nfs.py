@@ -25,8 +25,9 @@ import time
 from typing import Callable, Dict, List
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [os.path.join(HERE, "..", "src"), os.path.join(HERE, "..", "tests")]
+sys.path[:0] = [HERE, os.path.join(HERE, "..", "src"), os.path.join(HERE, "..", "tests")]
 
+from common import ratio, result  # noqa: E402
 from support.env import DEBIAN_DI_DIR  # noqa: E402
 from support.libxl import sha256_file  # noqa: E402
 from support.nfs_server import NFS_PORT, Export, GaneshaServer, Rpcbind, make_export_dir  # noqa: E402
@@ -127,7 +128,13 @@ def main() -> None:
             "nfs-cp (NFSv3)": nfs_cp(server, out),
             "nfs-cp ?version=4": nfs_cp(server, out, "4"),
         }
-        report(measure(contenders, args.runs, out, want), total, "nfs-cp (NFSv3)")
+        times = measure(contenders, args.runs, out, want)
+        report(times, total, "nfs-cp (NFSv3)")
+        for name, ours_label, theirs in (
+                ("negotiated.ratio_nfscp3", "xenpvnetboot (negotiated)", "nfs-cp (NFSv3)"),
+                ("v3.ratio_nfscp3", "xenpvnetboot vers=3", "nfs-cp (NFSv3)"),
+                ("negotiated.ratio_nfscp4", "xenpvnetboot (negotiated)", "nfs-cp ?version=4")):
+            result(f"nfs.{name}", ratio(times, ours_label, theirs))
         if args.block_sizes:
             sweep = {}
             for size in (int(value) for value in args.block_sizes.split(",")):

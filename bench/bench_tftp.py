@@ -32,7 +32,7 @@ from typing import Callable, Dict, List, Optional
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.join(HERE, "..", "src"), os.path.join(HERE, "..", "tests")]
 
-from common import alternate, debian_pair, report  # noqa: E402
+from common import alternate, debian_pair, ratio as time_ratio, report, result  # noqa: E402
 from support.tftp_servers import (  # noqa: E402
     LossyProxy,
     ServerProcess,
@@ -137,6 +137,11 @@ def bench_loopback(sources: Dict[str, str], out: str, runs: int) -> None:
         ratio(times, "ours default (path MTU)", "tftp-hpa client (512)")
         ratio(times, "ours default (path MTU)", "curl blksize 65464")
         ratio(times, "ours blksize 1468", "curl blksize 1468")
+        result("tftp.speedup_vs_tftp_hpa",
+               time_ratio(times, "tftp-hpa client (512)", "ours default (path MTU)"))
+        result("tftp.65464.ratio_curl",
+               time_ratio(times, "ours default (path MTU)", "curl blksize 65464"))
+        result("tftp.1468.ratio_curl", time_ratio(times, "ours blksize 1468", "curl blksize 1468"))
     finally:
         server.stop()
     binary = atftpd_path()
@@ -155,6 +160,8 @@ def bench_loopback(sources: Dict[str, str], out: str, runs: int) -> None:
         times = alternate({k: checked(v, sources, out, k) for k, v in raw.items()}, runs)
         report(times, "curl blksize 1468")
         ratio(times, "ours 1468, window 16", "curl blksize 1468")
+        result("tftp.atftpd_window16.ratio_curl",
+               time_ratio(times, "ours 1468, window 16", "curl blksize 1468"))
     finally:
         server.stop()
 

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Protocol, Sequence, Tuple
 
 DEBIAN_DI = "/usr/lib/debian-installer/images/12/amd64/text/debian-installer/amd64"
 XENPVNETBOOT = [sys.executable, "-m", "xenpvnetboot"]
@@ -27,7 +27,15 @@ XENPVNETBOOT = [sys.executable, "-m", "xenpvnetboot"]
 DEBIAN_TREE = "current/images/netboot/xen"
 TREE_FILES = ("vmlinuz", "initrd.gz")
 CURL = "curl (2 files, one process)"
+PYTHON_START = "python3 -c pass (start-up alone)"
+#: The --check modes the benchmarks compare: none, and the default.
+CHECKS = ("off", "warn")
 GNU_TIME = "/usr/bin/time"
+#: Timed commands run with their bytecode cached, as an installed package has
+#: it, even where PYTHONDONTWRITEBYTECODE is set: in a directory of its own
+#: (PYTHONPYCACHEPREFIX), filled by the warm-up round, not in the source tree.
+BENCH_ENV = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+BENCH_ENV["PYTHONPYCACHEPREFIX"] = os.path.join(tempfile.gettempdir(), "xenpvnetboot-bench-pycache")
 _RESULT = re.compile(r"^RESULT ([A-Za-z0-9_.-]+)=(\S+)$")
 _MAXRSS = re.compile(r"Maximum resident set size \(kbytes\):\s*(\d+)")
 
@@ -65,6 +73,14 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
     raise RuntimeError(f"nothing listening on port {port}")
 
 
+class Server(Protocol):
+    """What the benchmarks need of a server: its URL, and a way to stop it."""
+
+    def url(self, path: str = "") -> str: ...
+
+    def stop(self) -> None: ...
+
+
 class Request(NamedTuple):
     """One line of the access log of an :class:`Nginx` started with ``access_log=True``."""
 
@@ -93,7 +109,8 @@ class Nginx:
         rate = f" limit_rate {limit_rate};" if limit_rate else ""
         with open(conf, "w") as handle:
             handle.write(
-                "user root; worker_processes 1; daemon off; pid %s/nginx.pid; error_log %s/error.log;\n"
+                "user root; worker_processes 1; daemon off; pid %s/nginx.pid;\n"
+                "error_log %s/error.log;\n"
                 "events { worker_connections 512; }\n"
                 "http { %s sendfile on; tcp_nopush on; keepalive_timeout 30;%s\n"
                 "  client_body_temp_path %s; proxy_temp_path %s; fastcgi_temp_path %s;\n"
@@ -145,10 +162,11 @@ class Nginx:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def time_command(argv: Sequence[str], env: Dict[str, str] = None) -> float:
+def time_command(argv: Sequence[str], env: Optional[Dict[str, str]] = None) -> float:
+    """Wall time of *argv* (which must succeed), by default in BENCH_ENV."""
     start = time.perf_counter()
     subprocess.run(list(argv), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   env=env)
+                   env=BENCH_ENV if env is None else env)
     return time.perf_counter() - start
 
 
@@ -178,13 +196,15 @@ class Command:
     """A contender for :func:`alternate`: runs *argv*, empties *out*, returns the wall time.
 
     With *rss* the command runs under GNU time and each run's peak RSS (KiB)
-    is kept in :attr:`peaks`.
+    is kept in :attr:`peaks`.  *env* replaces BENCH_ENV (not with *rss*).
     """
 
-    def __init__(self, argv: Sequence[str], out: Optional[str] = None, rss: bool = False) -> None:
+    def __init__(self, argv: Sequence[str], out: Optional[str] = None, rss: bool = False,
+                 env: Optional[Dict[str, str]] = None) -> None:
         self.argv = list(argv)
         self.out = out
         self.rss = rss
+        self.env = env
         self.peaks: List[int] = []
 
     def __call__(self) -> float:
@@ -192,7 +212,7 @@ class Command:
             elapsed, peak = time_and_rss(self.argv)
             self.peaks.append(peak)
         else:
-            elapsed = time_command(self.argv)
+            elapsed = time_command(self.argv, self.env)
         if self.out is not None:
             clear_dir(self.out)
         return elapsed
@@ -213,32 +233,104 @@ def curl_argv(urls: Sequence[str], out: str) -> List[str]:
     return argv
 
 
-def boot_vs_curl(base_url: str, work: str, runs: int, checks: Sequence[str] = ("off", "warn"),
+def tmpfs_dir(path: str) -> bool:
+    """True if *path* is the mount point of a tmpfs."""
+    with open("/proc/mounts") as mounts:
+        return any(line.split()[1:3] == [path, "tmpfs"] for line in mounts)
+
+
+def output_dir(work: str, room: int = 256 << 20, parent: str = "") -> str:
+    """A new directory for the fetched files, below *parent* if given.
+
+    Else below /dev/shm when it is a tmpfs with *room* bytes free, as libxl's
+    /var/run/libxl is on Debian (on ext4, renaming a file over another makes
+    the kernel flush it first: a cost a tmpfs output never has), else below
+    *work*.  The caller removes it.
+    """
+    if not parent:
+        usable = tmpfs_dir("/dev/shm") and shutil.disk_usage("/dev/shm").free > room + (256 << 20)
+        parent = "/dev/shm" if usable else work
+    return tempfile.mkdtemp(prefix="bench-out.", dir=parent)
+
+
+def boot_vs_curl(base_url: str, work: str, runs: int, checks: Sequence[str] = CHECKS,
                  rss: bool = False, options: Sequence[str] = (),
                  out: Optional[str] = None) -> Tuple[Dict[str, List[float]], Dict[str, Command]]:
     """Alternate curl fetching the Debian tree's two files with our boot, once per --check.
 
     *base_url* serves :data:`DEBIAN_TREE`; the files land in *out* (default:
-    a fresh directory below *work*), emptied after each run.  Prints medians
-    and ratios; returns the times and the contenders (labels: :data:`CURL`
-    and ``--check=<mode>``).
+    a fresh :func:`output_dir`, removed at the end), emptied after each run.  The
+    interpreter's start-up alone (:data:`PYTHON_START`) runs in the same
+    rounds: curl's time plus it is as fast as any Python bootloader can be.
+    Prints medians and ratios; returns the times and the contenders (labels:
+    :data:`CURL`, :data:`PYTHON_START` and ``--check=<mode>``).
     """
-    if out is None:
-        out = tempfile.mkdtemp(prefix="out.", dir=work)
+    own = out is None
+    out = output_dir(work) if out is None else out
+    print(f"  (files written below {os.path.dirname(out)})")
     result_file = os.path.join(work, "result")
     urls = [f"{base_url.rstrip('/')}/{DEBIAN_TREE}/{name}" for name in TREE_FILES]
-    contenders = {CURL: Command(curl_argv(urls, out), out, rss)}
+    contenders = {CURL: Command(curl_argv(urls, out), out, rss),
+                  PYTHON_START: Command([sys.executable, "-c", "pass"], None, rss)}
     for check in checks:
         contenders[f"--check={check}"] = Command(
             boot_argv(base_url, out, result_file, "--no-cache", f"--check={check}", *options),
             out, rss)
-    times = alternate(contenders, runs)  # type: ignore[arg-type]
+    try:
+        times = alternate(contenders, runs)  # type: ignore[arg-type]
+    finally:
+        if own:
+            shutil.rmtree(out, ignore_errors=True)
     report(times, CURL)
+    print(f"  floor for a Python process: (curl + start-up) / curl = {floor_ratio(times):.2f}x")
     if rss:
         for name, command in contenders.items():
             print(f"  {name:40s} peak RSS median {median(command.peaks) / 1024:6.1f} MiB "
                   f"(max {max(command.peaks) / 1024:.1f})")
     return times, contenders
+
+
+def curl_results(name: str, times: Dict[str, List[float]], checks: Sequence[str] = CHECKS) -> None:
+    """The RESULT lines of :func:`boot_vs_curl`'s *times*, named ``<name>.*``."""
+    for check in checks:
+        result(f"{name}.{check}.ratio_curl", ratio(times, f"--check={check}", CURL))
+    result(f"{name}.floor_ratio_curl", floor_ratio(times))
+
+
+def profile_boots(base_url: str, work: str, checks: Sequence[str] = CHECKS,
+                  options: Sequence[str] = ()) -> None:
+    """Print a cProfile of one boot from *base_url* (no cache) per --check mode."""
+    out = tempfile.mkdtemp(prefix="profile.", dir=work)
+    for check in checks:
+        print(f"cProfile of one boot, --check={check} (main thread only):")
+        print_profile(boot_argv(base_url, out, os.path.join(work, "result"), "--no-cache",
+                                f"--check={check}", *options))
+    shutil.rmtree(out, ignore_errors=True)
+
+
+def debian_vs_curl(name: str, title: str, runs: int, profile: bool,
+                   serve: Callable[[str, str], "Server"]) -> int:
+    """The whole benchmark of bench_http.py and bench_ftp.py: lays out the Debian
+    pair below a temporary directory, serves it with ``serve(root, work)``,
+    runs :func:`boot_vs_curl` (and :func:`profile_boots` with *profile*) and
+    prints the RESULT lines named ``<name>.*``."""
+    work = tempfile.mkdtemp(prefix=f"bench-{name}.")
+    try:
+        os.chmod(work, 0o755)  # for servers that drop privileges (vsftpd)
+        root = os.path.join(work, "srv")
+        debian_tree(root)
+        server = serve(root, work)
+        try:
+            print(f"{title}, Debian 12 installer pair (48 MB), {runs} runs:")
+            times, _ = boot_vs_curl(server.url(), work, runs)
+            if profile:
+                profile_boots(server.url(), work)
+        finally:
+            server.stop()
+        curl_results(name, times)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
 
 
 def alternate(contenders: Dict[str, Callable[[], float]], runs: int) -> Dict[str, List[float]]:
@@ -259,6 +351,11 @@ def median(values: Sequence[float]) -> float:
 def ratio(times: Dict[str, List[float]], name: str, reference: str) -> float:
     """Median time of *name* over median time of *reference* (below 1: *name* is faster)."""
     return median(times[name]) / median(times[reference])
+
+
+def floor_ratio(times: Dict[str, List[float]]) -> float:
+    """(curl + interpreter start-up) / curl, from the times of :func:`boot_vs_curl`."""
+    return 1 + ratio(times, PYTHON_START, CURL)
 
 
 def report(times: Dict[str, List[float]], reference: str) -> Dict[str, float]:
@@ -291,7 +388,8 @@ def print_profile(argv: Sequence[str], top: int = 15, sort: str = "cumulative") 
     import pstats
 
     with tempfile.NamedTemporaryFile(prefix="bench-profile.", suffix=".prof") as stats_file:
-        subprocess.run([sys.executable, "-m", "cProfile", "-o", stats_file.name, "-m", "xenpvnetboot",
-                        *argv[len(XENPVNETBOOT):]], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([sys.executable, "-m", "cProfile", "-o", stats_file.name,
+                        *argv[len(XENPVNETBOOT) - 2:]], check=True, stdout=subprocess.DEVNULL,
+                       env=BENCH_ENV)
         stats = pstats.Stats(stats_file.name, stream=sys.stdout)
         stats.strip_dirs().sort_stats(sort).print_stats(top)
