@@ -9,7 +9,7 @@ family's own directory names.  Only what Xen guests run is accepted: 32- and
 
 from __future__ import annotations
 
-import platform
+import os
 from typing import Optional, Tuple
 
 X86_64 = "x86_64"
@@ -43,7 +43,7 @@ def host_arch() -> str:
     Xen runs on x86 and Arm only; on anything else (a test machine, say)
     x86_64 is the useful default.
     """
-    return canonical_arch(platform.machine()) or X86_64
+    return canonical_arch(os.uname().machine) or X86_64
 
 
 def arches_to_try(requested: Optional[str]) -> Tuple[str, ...]:
