@@ -42,7 +42,7 @@ def write(tmp_path_factory):
     return elfgen.writer(str(tmp_path_factory.mktemp("props")))
 
 
-def _answered(report) -> None:
+def assert_answered(report) -> None:
     """A report either recognises the file, says what is wrong, or says it could not look."""
     assert report.recognised or report.faults or report.not_checked
     assert all(isinstance(line, str) and "\n" not in line for line in report.faults)
@@ -52,7 +52,7 @@ def _answered(report) -> None:
 @SETTINGS
 @given(prefix=st.sampled_from(PREFIXES), body=st.binary(max_size=4096))
 def test_random_bytes(write, inspect, prefix, body):
-    _answered(inspect(write("file", prefix + body)))
+    assert_answered(inspect(write("file", prefix + body)))
 
 
 @SETTINGS
@@ -63,7 +63,7 @@ def test_random_bzimage_header(write, body, version, offset, length):
     image[0x202:0x206] = b"HdrS"
     image[0x206:0x208] = version.to_bytes(2, "little")
     image[0x248:0x250] = offset.to_bytes(4, "little") + length.to_bytes(4, "little")
-    _answered(inspect_kernel(write("bzImage", bytes(image))))
+    assert_answered(inspect_kernel(write("bzImage", bytes(image))))
 
 
 @SETTINGS
@@ -78,6 +78,6 @@ def test_damaged_valid_files(write, data):
     kernel = write("kernel", bytes(damaged))
     result = check_boot_files(kernel, write("ramdisk", bytes(damaged)), policy="strict",
                               guest_type=data.draw(st.sampled_from(["pv", "pvh"])))
-    _answered(result.kernel)
-    _answered(result.ramdisk)
+    assert_answered(result.kernel)
+    assert_answered(result.ramdisk)
     assert result.refuse == bool(result.problems)

@@ -115,9 +115,10 @@ def test_any_text_parses_or_is_a_usage_error(text):
 @given(st.text(alphabet=":/[]=,.0123456789abvrsptn \x00%", max_size=30))
 def test_syntax_characters_parse_or_are_a_usage_error(text):
     try:
-        parse_spec(text)
+        spec = parse_spec(text)
     except UsageError:
-        pass
+        return
+    assert isinstance(spec, NfsSpec) and spec.path.startswith("/")
 
 
 @given(OPTIONS, st.one_of(HOST_NAME, IPV4, IPV6), PATH)

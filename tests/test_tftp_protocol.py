@@ -122,9 +122,10 @@ def test_random_datagrams_raise_only_packet_errors(datagram):
 @given(st.integers(0, 6), st.binary(max_size=80))
 def test_datagrams_with_valid_opcodes_raise_only_packet_errors(opcode, body):
     try:
-        decode_packet(struct.pack("!H", opcode) + body)
+        packet = decode_packet(struct.pack("!H", opcode) + body)
     except PacketError:
-        pass
+        return
+    assert isinstance(packet, (Request, Data, Ack, Error, OptionAck))
 
 
 _NAME = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=12)
