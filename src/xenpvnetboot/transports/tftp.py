@@ -569,24 +569,19 @@ class _Transfer:
     # receiving
 
     def wait(self, until: float) -> Optional[Tuple[int, Tuple]]:
-        """Next datagram from anyone, or None once *until* (monotonic) passes.
-
-        Polls before reading: a read that finds nothing costs a failed system
-        call and a Python exception, which one block at a time (lock-step
-        servers) would pay for every block.
-        """
+        """Next datagram from anyone, or None once *until* (monotonic) passes."""
         while True:
-            remaining = until - time.monotonic()
-            if not self.poller.poll(max(0, int(remaining * 1000 + 0.999))):
-                if remaining <= 0:
-                    return None
-                continue
             try:
                 return self.sock.recvfrom_into(self.buf)
             except BlockingIOError:
-                continue
+                pass
             except OSError as exc:
                 self._socket_error(exc)
+                continue
+            remaining = until - time.monotonic()
+            if remaining <= 0:
+                return None
+            self.poller.poll(max(1, int(remaining * 1000 + 0.999)))
 
     def _socket_error(self, exc: OSError) -> None:
         """An ICMP error: fatal only if the server we talk to is unreachable."""
