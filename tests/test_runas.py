@@ -205,3 +205,45 @@ def test_retries_stop_before_libxl_kills_a_restricted_bootloader(sample_root, wo
     assert server.url("OL6/images/pxeboot/vmlinuz") in run.console
     assert elapsed < 14
     assert run.leftovers == []
+
+
+@pytest.mark.parametrize("flavour", ["rockridge", "joliet", "ext4"])
+def test_root_only_iso_read_by_the_child(flavour, tmp_path, workdir):
+    """The image is opened as root before the drop; the child reads it (and
+    the ISO reader it needs was loaded while the code was still readable)."""
+    from support.env import need_program
+    from support.images import build_ext, build_iso
+
+    need_program("xorriso", "xorriso")
+    need_program("mke2fs", "e2fsprogs")
+    tree = tmp_path / "media"
+    os.makedirs(tree / "images/pxeboot")
+    (tree / "images/pxeboot/vmlinuz").write_bytes(b"iso kernel" * 100)
+    (tree / "images/pxeboot/initrd.img").write_bytes(b"iso initrd" * 300)
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    if flavour == "ext4":
+        iso = build_ext(str(tree), str(private / "media.img"), "ext4", "4M")
+    else:
+        iso = build_iso(str(tree), str(private / "media.iso"), flavour)
+    os.chmod(iso, 0o600)
+    run = run_bootloader([f"--location={iso}"], workdir, runas=UID)
+    assert run.status == 0, run.console
+    assert run.kernel == b"iso kernel" * 100 and run.ramdisk == b"iso initrd" * 300
+
+
+def test_free_space_checked_by_the_child(http_server, tmp_path):
+    import subprocess
+
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(small)], check=True)
+    try:
+        os.mkdir(small / "xen")
+        run = run_bootloader([f"--location={http_server.url('OL6')}"], str(small / "xen"),
+                             runas=UID)
+        assert run.status == 1
+        assert "--output-directory" in run.console
+        assert os.listdir(small / "xen") == []
+    finally:
+        subprocess.run(["umount", str(small)], check=True)

@@ -48,17 +48,21 @@ def prepare_output_directory(directory: str) -> str:
     return directory
 
 
-def check_free_space(directory: str, refs: List[FileRef]) -> None:
-    """Fail before downloading when the known sizes cannot fit (a small /run)."""
+def check_free_space(target: "Target", refs: List[FileRef]) -> None:
+    """Fail before downloading when the known sizes cannot fit (a small /run).
+
+    Asked through the open file, which also works for a --runas child that
+    may not look up the output directory by name.
+    """
     need = sum(ref.info.size or 0 for ref in refs)
     try:
-        st = os.statvfs(directory)
-    except OSError:
+        st = os.fstatvfs(target.fileobj.fileno())
+    except (OSError, ValueError):
         return
     free = st.f_bavail * st.f_frsize
     if need > free:
         raise BootError(
-            f"{directory}: the kernel and ramdisk need {human_size(need)} but only "
+            f"{target.directory}: the kernel and ramdisk need {human_size(need)} but only "
             f"{human_size(free)} are free; choose another place with --output-directory"
         )
 
@@ -213,7 +217,7 @@ def _stream(
     """Download *refs* into their targets; return the bytes written per role."""
     if not refs:
         return {}
-    check_free_space(targets["kernel"].directory, [ref for _, ref in refs])
+    check_free_space(targets[refs[0][0]], [ref for _, ref in refs])
     sinks: List[Tuple[str, Sink, Optional[Progress]]] = []
     by_tree: Dict[int, List[Tuple[Tree, str, Sink]]] = {}
     for role, ref in refs:

@@ -186,14 +186,17 @@ def _fetch_deprivileged(
 ) -> Tuple[Dict[str, Target], Fetched, str]:
     """Create the files as root, let an unprivileged child fill them, check its report."""
     from . import cli, privsep  # noqa: F401  (imported while the code is readable)
-    from .location import preload, preopen_local
+    from .location import is_remote_spec, preload, preopen_local
 
     targets = {role: Target.create(directory, role) for role in ("kernel", "ramdisk")}
     if args.ca_cert:
         options = dataclasses.replace(options, ca_cert_data=_read_ca(args.ca_cert))
     if args.location:
         preopen_local(args.location)
-    preload([args.location, args.kernel, args.ramdisk])
+    # A relative kernel/ramdisk lives in the location, an absolute local one
+    # in a plain directory: only full URLs or NFS forms bring modules of their own.
+    preload([args.location] + [spec for spec in (args.kernel, args.ramdisk)
+                               if spec and is_remote_spec(spec)])
     if args.check != "off":
         from .check import preload as preload_check
 

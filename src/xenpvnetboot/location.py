@@ -201,12 +201,13 @@ def resolve_spec(
     anything else is relative to the location (inside it, for an image).
     """
     check_spec(spec, "kernel/ramdisk path")
-    if is_remote_spec(spec):
-        if url_scheme(spec) == "file":
-            spec = file_url_path(spec)
-        else:
-            head, name = split_spec(spec)
-            return open_location(head, options), unquote(name) if url_scheme(spec) else name, True
+    scheme = url_scheme(spec)
+    if scheme == "file":
+        spec = file_url_path(spec)
+    elif is_remote_spec(spec):
+        head, name = split_spec(spec)
+        # URL paths are percent-encoded; an NFS path is taken as written.
+        return open_location(head, options), unquote(name) if scheme else name, True
     rooted = location is not None and getattr(location, "rooted", False)
     if location is None or (spec.startswith("/") and not rooted):
         path = os.path.abspath(spec)

@@ -86,10 +86,10 @@ class Progress:
         self.next_percent = 0
 
     def __call__(self, sink: Sink) -> None:
+        now = self.last = time.monotonic()  # when the last byte came, for the rate
         if sink.written < self.next_bytes:
             return
         self.next_bytes = sink.written + (1 << 20)
-        now = self.last = time.monotonic()
         total = sink.expected
         percent = int(sink.written * 100 / total) if total else None
         if self.ui.interactive:

@@ -51,6 +51,29 @@ def open_filesystem(source: ByteSource, kind: str) -> Tree:
     raise BootError(f"{source.name}: unsupported filesystem {kind}")
 
 
+#: Format modules and the libraries they import on demand.  A ``--runas``
+#: child may be unable to read the Python installation, so :func:`preload`
+#: loads them while it still can (missing optional ones are skipped).
+_PRELOAD = (
+    "xenpvnetboot.containers.iso", "xenpvnetboot.containers.ext",
+    "xenpvnetboot.containers.tsk", "xenpvnetboot.containers.squashfs",
+    "xenpvnetboot.containers.partitions",
+    "pycdlib", "pytsk3", "PySquashfsImage", "zstandard", "lz4.block", "lzma",
+    # what they load lazily themselves: ISO dates (time.strptime), Joliet names
+    "_strptime", "encodings.utf_16_be",
+)
+
+
+def preload() -> None:
+    import importlib
+
+    for name in _PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+
+
 def take_image(source: ByteSource, options: TransportOptions) -> Tree:
     """:func:`open_image` that owns *source* whatever happens: closed on failure."""
     try:

@@ -223,6 +223,14 @@ def split_path(path: str) -> List[str]:
 # -- the library and its errors --------------------------------------------------
 
 
+def preload() -> None:
+    """Load nfs-rs now, for a --runas child that may not read it later."""
+    try:
+        _library()
+    except BootError:
+        pass  # reported when an NFS location is really opened
+
+
 def _library() -> Any:
     """Import nfs-rs on first use, naming the package if it is missing."""
     try:
