@@ -17,7 +17,7 @@ from support.http_server import TestHTTPServer
 from support.libxl import run_bootloader
 from support.trees import expected
 
-from xenpvnetboot import privsep
+from xenpvnetboot import sandbox
 
 UID = 40123  # no passwd entry: its group is the same number
 K = "OL6/images/pxeboot/vmlinuz"
@@ -96,7 +96,7 @@ def _in_dropped_child(uid, check):
     if pid == 0:
         try:
             os.close(read_fd)
-            privsep.drop_privileges(uid, 1 << 20)
+            sandbox.drop_privileges(uid, 1 << 20, sandbox.load_seccomp())
             os.write(write_fd, json.dumps(check()).encode())
         finally:
             os._exit(0)
@@ -154,10 +154,10 @@ def test_dropped_child_cannot_read_or_write(tmp_path):
     assert result["setuid_back"] != 0
     assert result["core"] == [0, 0]
     assert result["fsize"] == [1 << 20, 1 << 20]
-    assert result["as"] == privsep.ADDRESS_SPACE
-    assert result["cpu"] == privsep.CPU_SECONDS
+    assert result["as"] == sandbox.ADDRESS_SPACE
+    assert result["cpu"] == sandbox.CPU_SECONDS
     assert result["fork"] != 0, "the child must not be able to start processes"
-    if privsep.landlock_abi() >= 1:
+    if sandbox.landlock_abi() >= 1:
         assert result["write_world_dir"] != 0
         assert result["write_tmp"] != 0
     assert not os.listdir(open_dir)
@@ -208,9 +208,12 @@ def test_retries_stop_before_libxl_kills_a_restricted_bootloader(sample_root, wo
 
 
 @pytest.mark.parametrize("flavour", ["rockridge", "joliet", "ext4"])
-def test_root_only_iso_read_by_the_child(flavour, tmp_path, workdir):
-    """The image is opened as root before the drop; the child reads it (and
-    the ISO reader it needs was loaded while the code was still readable)."""
+def test_root_only_image_read_only_when_it_is_the_disk(flavour, tmp_path, workdir):
+    """A root-only image is opened as root only when it is the guest's disk,
+    which libxl passes as the last argument (pygrub's rule): the guest gets
+    that file anyway.  Named by the configuration alone, it is opened with
+    the unprivileged user's rights, and refused.  The reader it needs was
+    loaded while the code was still readable."""
     from support.env import need_program
     from support.images import build_ext, build_iso
 
@@ -227,9 +230,15 @@ def test_root_only_iso_read_by_the_child(flavour, tmp_path, workdir):
     else:
         iso = build_iso(str(tree), str(private / "media.iso"), flavour)
     os.chmod(iso, 0o600)
-    run = run_bootloader([f"--location={iso}"], workdir, runas=UID)
+    run = run_bootloader([f"--location={iso}"], workdir, runas=UID, disk=iso)
     assert run.status == 0, run.console
     assert run.kernel == b"iso kernel" * 100 and run.ramdisk == b"iso initrd" * 300
+    other = tmp_path / "not-the-disk"
+    other.mkdir()
+    run = run_bootloader([f"--location={iso}"], str(other), runas=UID)
+    assert run.status == 1, run.console
+    assert "Permission denied" in run.console and iso in run.console
+    assert run.leftovers == [] and run.output_unchanged
 
 
 def test_free_space_checked_by_the_child(http_server, tmp_path):

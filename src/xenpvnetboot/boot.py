@@ -95,6 +95,8 @@ class Target:
         #: A second descriptor to read the file back through (the check; a
         #: deprivileged child cannot open it by name).
         self.read_fd: Optional[int] = os.dup(fileobj.fileno())
+        #: The file at :attr:`partial` was replaced by a link to a cache entry.
+        self.linked = False
 
     @classmethod
     def create(cls, directory: str, role: str) -> "Target":
@@ -119,8 +121,34 @@ class Target:
         """Take the bytes of a cache entry instead of downloading them; return the size."""
         self.discard()
         entry.link_to(self.partial)
-        self.read_fd = os.open(self.partial, os.O_RDONLY | os.O_CLOEXEC)
+        self.linked = True
+        self.read_fd = os.open(self.partial, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
         return os.fstat(self.read_fd).st_size
+
+    def size_now(self, linked: bool) -> int:
+        """The file's size as the parent sees it after the worker is done.
+
+        A file the worker filled from the cache was replaced at its name (in
+        the root-only output directory); any other is the one the parent
+        created and still holds open.
+        """
+        import stat
+
+        if not linked:
+            return os.fstat(self.fileobj.fileno()).st_size
+        st = os.lstat(self.partial)
+        if not stat.S_ISREG(st.st_mode):
+            raise BootError(f"{self.partial}: not a regular file")
+        return st.st_size
+
+    def remove(self) -> None:
+        """Drop a file that is not needed after all (no ramdisk)."""
+        self.discard()
+        try:
+            os.unlink(self.partial)
+        except FileNotFoundError:
+            pass
+        CLEANUP.forget(self.partial)
 
     def finish(self) -> None:
         """Flush and close; a late write error (disk full) fails the boot."""

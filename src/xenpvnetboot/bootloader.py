@@ -1,19 +1,21 @@
-"""One boot, start to finish: open the location, pick the files, fetch, report.
+"""One boot, start to finish: the root parent's side.
 
-With ``--runas`` the same steps run in a deprivileged child (see privsep.py);
-the root parent only creates the output files beforehand and checks and names
-them afterwards.
+The parent creates the output files, starts the worker (see :mod:`.worker`)
+that opens the location, picks the files and streams them in -- dropped to
+``--runas``'s uid in restricted mode -- then checks the worker's report
+against the files, names them and writes the result for libxl.  Nothing
+remote is parsed in this process.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import os
 import sys
 import time
-from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from .boot import Target, download, prepare_output_directory
 from .check import BootChecker
@@ -23,212 +25,229 @@ from .layout import Selection, describe, select_files
 from .layouts.installargs import merge as merge_install_args
 from .location import open_location
 from .output import BootResult, format_result, write_result
+from .request import Request
 from .transports import TransportOptions
 from .ui import UI
+from .worker import check_report_file, max_boot_seconds, run_worker
 
 if TYPE_CHECKING:
     from .cache import Cache
 
-#: role -> (basename, size) of each fetched file.
-Fetched = Dict[str, Tuple[str, int]]
-
-
 #: Seconds before libxl's restrict-mode kill at which retries stop, so that the
 #: failure is reported by us, naming the server, rather than by the kill.
 DEADLINE_MARGIN = 10.0
+#: Seconds before libxl's kill at which the parent stops the worker itself.
+KILL_MARGIN = 3.0
 LIBXL_DEFAULT_TIMEOUT = 120.0
+ROLES = ("kernel", "ramdisk")
 
 
-def restrict_deadline(args: argparse.Namespace) -> Optional[float]:
-    """With --runas, libxl kills the bootloader after LIBXL_BOOTLOADER_TIMEOUT s."""
-    if args.runas is None:
-        return None
-    try:
-        limit = float(os.environ.get("LIBXL_BOOTLOADER_TIMEOUT", LIBXL_DEFAULT_TIMEOUT))
-    except ValueError:
-        limit = LIBXL_DEFAULT_TIMEOUT
-    if limit <= 0:
-        return None
-    return time.monotonic() + max(limit - DEADLINE_MARGIN, limit / 2)
+@dataclass(frozen=True)
+class Deadlines:
+    """``time.monotonic()`` values: no retry starts after ``retry``; the worker
+    is killed at ``kill``."""
+
+    retry: Optional[float]
+    kill: float
+
+    @classmethod
+    def for_request(cls, request: Request, now: Optional[float] = None) -> "Deadlines":
+        """With --runas, libxl kills the bootloader after LIBXL_BOOTLOADER_TIMEOUT s."""
+        now = time.monotonic() if now is None else now
+        limit = None
+        if request.runas is not None:
+            try:
+                limit = float(os.environ.get("LIBXL_BOOTLOADER_TIMEOUT", LIBXL_DEFAULT_TIMEOUT))
+            except ValueError:
+                limit = LIBXL_DEFAULT_TIMEOUT
+        if limit is None or limit <= 0:
+            bound = max_boot_seconds()
+            return cls(retry=None, kill=now + bound)
+        return cls(retry=now + max(limit - DEADLINE_MARGIN, limit / 2),
+                   kill=now + max(limit - KILL_MARGIN, limit * 0.9))
 
 
-def transport_options(args: argparse.Namespace, ui: UI) -> TransportOptions:
+def transport_options(request: Request, ui: UI, deadline: Optional[float]) -> TransportOptions:
     return TransportOptions(
         log=ui.info,
-        deadline=restrict_deadline(args),
-        timeout=args.timeout,
-        retries=args.retries,
-        max_size=args.max_size,
-        ca_cert=args.ca_cert,
-        insecure=args.insecure,
-        tftp_blksize=args.tftp_blksize,
-        tftp_windowsize=args.tftp_windowsize,
-        verbose=args.verbose,
+        deadline=deadline,
+        timeout=request.timeout,
+        retries=request.retries,
+        max_size=request.max_size,
+        ca_cert=request.ca_cert,
+        insecure=request.insecure,
+        tftp_blksize=request.tftp_blksize,
+        tftp_windowsize=request.tftp_windowsize,
+        verbose=request.verbose,
     )
 
 
-def with_checksums(selection: Selection, args: argparse.Namespace) -> Selection:
+def with_checksums(selection: Selection, request: Request) -> Selection:
     """Apply --kernel-sha256/--ramdisk-sha256 (they win over .treeinfo checksums)."""
-    if args.kernel_sha256:
+    if request.kernel_sha256:
         selection = dataclasses.replace(
-            selection, kernel=dataclasses.replace(selection.kernel, sha256=args.kernel_sha256)
+            selection, kernel=dataclasses.replace(selection.kernel, sha256=request.kernel_sha256)
         )
-    if args.ramdisk_sha256:
+    if request.ramdisk_sha256:
         if selection.ramdisk is None:
             raise UsageError("--ramdisk-sha256 given, but there is no ramdisk to check")
         selection = dataclasses.replace(
-            selection, ramdisk=dataclasses.replace(selection.ramdisk, sha256=args.ramdisk_sha256)
+            selection, ramdisk=dataclasses.replace(selection.ramdisk, sha256=request.ramdisk_sha256)
         )
     return selection
 
 
-def find_and_fetch(
-    args: argparse.Namespace,
-    options: TransportOptions,
-    ui: UI,
-    targets_for: Callable[[Selection], Dict[str, Target]],
-) -> Tuple[Fetched, str]:
-    """Open the location, choose the files, stream them; return them and install args."""
-    with contextlib.ExitStack() as trees:
-        selection = choose(args, options, ui, trees)
-        checker = BootChecker(args.check, args.guest_type, args.arch, ui)
-        fetched = download(selection, targets_for(selection), options, ui,
-                           cache=open_cache(args), checker=checker)
-    return fetched, selection.install_args
-
-
-def open_cache(args: argparse.Namespace) -> Optional["Cache"]:
-    """The shared cache, unless turned off, absent by default, or under --runas."""
-    if args.no_cache or args.runas is not None:
-        return None
-    from .cache import DEFAULT_CACHE_DIR, Cache
-
-    directory = args.cache_dir
-    if directory is None:
-        if not os.path.isdir(DEFAULT_CACHE_DIR):
-            return None
-        directory = DEFAULT_CACHE_DIR
-    return Cache(directory, args.cache_size)
-
-
-def choose(
-    args: argparse.Namespace, options: TransportOptions, ui: UI, trees: contextlib.ExitStack
-) -> Selection:
+def choose(request: Request, options: TransportOptions, ui: UI,
+           trees: contextlib.ExitStack) -> Selection:
     """Open the location (into *trees*) and decide which files to boot, saying why."""
     location = None
-    if args.location:
-        location = trees.enter_context(open_location(args.location, options))
+    if request.location is not None:
+        location = trees.enter_context(open_location(request.location, options))
         ui.info(f"Location {location.url('')}")
-    selection = select_files(location, args.kernel, args.ramdisk, options, trees, arch=args.arch)
-    selection = with_checksums(selection, args)
+    selection = select_files(location, request.kernel, request.ramdisk, options, trees,
+                             arch=request.arch)
+    selection = with_checksums(selection, request)
     ui.info(f"Found {selection.reason}")
     return selection
 
 
-def kernel_args(args: argparse.Namespace, install_args: str) -> str:
+def open_cache(request: Request) -> Optional["Cache"]:
+    """The shared cache, unless turned off, absent by default, or under --runas."""
+    if request.no_cache or request.runas is not None:
+        return None
+    from .cache import DEFAULT_CACHE_DIR, Cache
+
+    directory = request.cache_dir
+    if directory is None:
+        if not os.path.isdir(DEFAULT_CACHE_DIR):
+            return None
+        directory = DEFAULT_CACHE_DIR
+    return Cache(directory, request.cache_size)
+
+
+def kernel_args(request: Request, install_args: str) -> str:
     """--args, plus the installer's source unless given there or --no-install-args."""
-    if args.no_install_args or not install_args:
-        return args.args
-    return merge_install_args(args.args, install_args)
+    if not request.install_args or not install_args:
+        return request.args
+    return merge_install_args(request.args, install_args)
 
 
-def dry_run(args: argparse.Namespace, options: TransportOptions, ui: UI) -> int:
-    """--dry-run: show what would be booted; fetch nothing, write no file."""
+# -- what the worker does -------------------------------------------------------------
+
+
+def fetch_job(request: Request, options: TransportOptions, ui: UI,
+              targets: Dict[str, Target]) -> Dict[str, Any]:
+    """In the worker: choose the files, stream them into *targets*, report."""
     with contextlib.ExitStack() as trees:
-        selection = choose(args, options, ui, trees)
-        sys.stdout.write(describe(selection, kernel_args(args, selection.install_args)))
+        selection = choose(request, options, ui, trees)
+        checker = BootChecker(request.check, request.guest_type, request.arch, ui)
+        fetched = download(selection, targets, options, ui, cache=open_cache(request),
+                           checker=checker)
+    report: Dict[str, Any] = {"install_args": selection.install_args}
+    for role, (name, size) in fetched.items():
+        report[role] = {"name": name, "size": size, "linked": targets[role].linked}
+    return report
+
+
+def dry_run_job(request: Request, options: TransportOptions, ui: UI) -> Dict[str, Any]:
+    """In the worker: show what would be booted; fetch nothing, write no file."""
+    with contextlib.ExitStack() as trees:
+        selection = choose(request, options, ui, trees)
+        sys.stdout.write(describe(selection, kernel_args(request, selection.install_args)))
         sys.stdout.flush()
-    return 0
+    return {}
 
 
-def boot(args: argparse.Namespace) -> int:
-    """Do the boot the parsed options describe; raise on any failure."""
-    if not args.location and not args.kernel:
+# -- the parent -----------------------------------------------------------------------
+
+
+def boot(request: Request) -> int:
+    """Do the boot *request* describes; raise on any failure."""
+    if request.location is None and request.kernel is None:
         raise UsageError("nothing to boot: give --location, or --kernel (and --ramdisk)")
-    ui = UI(quiet=args.quiet, verbose=args.verbose)
-    options = transport_options(args, ui)
-    if args.insecure:
+    ui = UI(quiet=request.quiet, verbose=request.verbose)
+    deadlines = Deadlines.for_request(request)
+    options = transport_options(request, ui, deadlines.retry)
+    if request.insecure:
         ui.warning("TLS certificate verification is disabled (--insecure)")
-    if args.dry_run:
-        return dry_run(args, options, ui)
-    directory = prepare_output_directory(args.output_directory)
+    if request.dry_run:
+        options, seccomp = _prepare_worker(request, options)
+        run_worker(lambda: dry_run_job(request, options, ui), deadlines.kill,
+                   uid=request.runas, max_file_size=request.max_size, seccomp=seccomp)
+        return 0
+    directory = prepare_output_directory(request.output_directory)
     # Refuse a result libxl could not parse before spending time on downloads.
     probe = os.path.join(directory, "xenpvboot.check")
-    format_result(BootResult(probe, probe, args.args), args.output_format)
-
-    if args.runas is None:
-        targets: Dict[str, Target] = {}
-
-        def create(selection: Selection) -> Dict[str, Target]:
-            for role in ("kernel", "ramdisk") if selection.ramdisk else ("kernel",):
-                targets[role] = Target.create(directory, role)
-            return targets
-
-        fetched, install_args = find_and_fetch(args, options, ui, create)
-    else:
-        targets, fetched, install_args = _fetch_deprivileged(args, options, ui, directory)
-
-    kernel = targets["kernel"].commit(fetched["kernel"][0])
+    format_result(BootResult(probe, probe, request.args), request.output_format)
+    targets = {role: Target.create(directory, role) for role in ROLES}
+    options, seccomp = _prepare_worker(request, options)
+    report = run_worker(lambda: fetch_job(request, options, ui, targets), deadlines.kill,
+                        uid=request.runas, max_file_size=request.max_size, seccomp=seccomp)
+    names = _checked_files(report, targets, restricted=request.runas is not None)
+    install_args = report.get("install_args", "")
+    if not isinstance(install_args, str):
+        raise BootError("the worker process sent a bad report")
+    kernel = targets["kernel"].commit(names["kernel"])
     ramdisk: Optional[str] = None
-    if "ramdisk" in fetched:
-        ramdisk = targets["ramdisk"].commit(fetched["ramdisk"][0])
-    data = format_result(BootResult(kernel, ramdisk, kernel_args(args, install_args)),
-                         args.output_format)
-    write_result(data, args.output)
+    if "ramdisk" in names:
+        ramdisk = targets["ramdisk"].commit(names["ramdisk"])
+    data = format_result(BootResult(kernel, ramdisk, kernel_args(request, install_args)),
+                         request.output_format)
+    write_result(data, request.output)
     CLEANUP.keep(kernel)
     if ramdisk:
         CLEANUP.keep(ramdisk)
     return 0
 
 
-def _fetch_deprivileged(
-    args: argparse.Namespace, options: TransportOptions, ui: UI, directory: str
-) -> Tuple[Dict[str, Target], Fetched, str]:
-    """Create the files as root, let an unprivileged child fill them, check its report."""
-    from . import cli, privsep  # noqa: F401  (imported while the code is readable)
-    from .location import is_remote_spec, preload, preopen_local
+def _prepare_worker(request: Request, options: TransportOptions):  # type: ignore[no-untyped-def]
+    """What a --runas worker needs from root before it drops: the disk libxl
+    passed (opened as root), the --ca-cert bundle, every module it will run,
+    and libseccomp.  Returns the options to use and the seccomp module."""
+    if request.runas is None:
+        return options, None
+    from . import sandbox
+    from .layouts import report  # noqa: F401  (--dry-run's description)
+    from .location import preload, preopen_disk
 
-    targets = {role: Target.create(directory, role) for role in ("kernel", "ramdisk")}
-    if args.ca_cert:
-        options = dataclasses.replace(options, ca_cert_data=_read_ca(args.ca_cert))
-    if args.location:
-        preopen_local(args.location)
-    # A relative kernel/ramdisk lives in the location, an absolute local one
-    # in a plain directory: only full URLs or NFS forms bring modules of their own.
-    preload([args.location] + [spec for spec in (args.kernel, args.ramdisk)
-                               if spec and is_remote_spec(spec)])
-    if args.check != "off":
+    if request.ca_cert:
+        options = dataclasses.replace(options, ca_cert_data=_read_ca(request.ca_cert))
+    if request.location is not None:
+        preopen_disk(request.location, request.disk)
+    preload(request.own_locations)
+    if request.check != "off":
         from .check import preload as preload_check
 
         preload_check()
+    return options, sandbox.load_seccomp()
 
-    def work() -> Dict[str, object]:
-        fetched, install_args = find_and_fetch(args, options, ui, lambda selection: targets)
-        report: Dict[str, object] = {"install_args": install_args}
-        for role, (name, size) in fetched.items():
-            report[role] = {"name": name, "size": size}
-        return report
 
-    report = privsep.run_as(args.runas, args.max_size, work)
-    fetched: Fetched = {}
+def _checked_files(report: Dict[str, Any], targets: Dict[str, Target],
+                   restricted: bool) -> Dict[str, str]:
+    """role -> basename of each file the worker filled, checked against the file."""
+    names: Dict[str, str] = {}
     for role, target in targets.items():
-        checked = privsep.check_report_file(report, role, target.fileobj.fileno())
+        entry = report.get(role)
+        linked = isinstance(entry, dict) and entry.get("linked") is True
+        if linked and restricted:
+            raise BootError("the unprivileged worker reported a file it cannot have made")
+        size = target.size_now(linked)
+        checked = check_report_file(report, role, size)
         if checked is not None:
-            fetched[role] = checked
-    if "kernel" not in fetched:
-        raise BootError("the unprivileged helper reported no kernel")
-    if "ramdisk" not in fetched:
-        targets["ramdisk"].discard()
-        os.unlink(targets["ramdisk"].partial)
-        CLEANUP.forget(targets["ramdisk"].partial)
-    install_args = report.get("install_args", "")
-    if not isinstance(install_args, str):
-        raise BootError("the unprivileged helper sent a bad report")
-    return targets, fetched, install_args
+            names[role] = checked["name"]
+    if "kernel" not in names:
+        raise BootError("the worker process reported no kernel")
+    if "ramdisk" not in names:
+        targets["ramdisk"].remove()
+    return names
 
 
 def _read_ca(path: str) -> bytes:
-    """Read --ca-cert while still root: the file may be readable by root only."""
+    """Read --ca-cert while still root.
+
+    Its bytes only ever become libcurl's trust anchors: nothing of it reaches
+    the guest or the console, so a root-only bundle may be named.
+    """
     try:
         with open(path, "rb") as handle:
             return handle.read(1 << 20)

@@ -3,7 +3,14 @@
 libxl runs ``xenpvnetboot [--kernel=K] [--ramdisk=R] [--args=A] [--runas=UID
 --quiet] --output=F --output-format=simple0 --output-directory=D
 <bootloader_args...> <disk>``; options come as ``--opt=value`` or ``--opt
-value``, a later repeat wins, and the trailing disk path is accepted.
+value``, and the trailing disk path is accepted.
+
+The guest's owner writes ``bootloader_args``, which libxl places after its
+own options.  The options that decide where root writes, what libxl reads
+back and which user does the work (:data:`LIBXL_OPTIONS`) therefore keep
+their first value, libxl's, and a repeat is a usage error; for every other
+option a later repeat wins, as ``kernel =`` repeated as ``--kernel`` in
+``bootloader_args`` always has.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from typing import List, NoReturn, Optional, Sequence
 
 from . import __version__
 from .errors import UsageError, XenPVNetBootError
+from .reporting import report_error
 
 DEFAULT_OUTPUT_DIRECTORY = "/var/run/libxl"
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(i?B)?\s*$", re.IGNORECASE)
@@ -84,6 +92,26 @@ def parse_arch(text: str) -> str:
     return value
 
 
+#: Options libxl sets before bootloader_args: given once, never overridden.
+LIBXL_OPTIONS = ("--output", "--output-format", "--output-directory", "--runas")
+
+
+class _Once(argparse.Action):
+    """Store the first value; refuse any repeat, whatever spelling it uses."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: Optional[str] = None) -> None:
+        seen = getattr(namespace, "_given", set())
+        if self.dest in seen:
+            raise UsageError(
+                f"{self.option_strings[0]} given twice; it is set once, by libxl "
+                "(a second value in bootloader_args is refused)"
+            )
+        seen.add(self.dest)
+        namespace._given = seen
+        setattr(namespace, self.dest, values)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a usage error as one line (exit 2) without usage spam."""
 
@@ -113,10 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
         "download and write nothing")
     add("--no-install-args", action="store_true",
         help="do not add the installer's source (inst.repo=, install=) to the kernel arguments")
-    add("--output", metavar="FILE", help="where to write the result (default or '-': stdout)")
-    add("--output-directory", metavar="DIR", default=DEFAULT_OUTPUT_DIRECTORY,
+    add("--output", metavar="FILE", action=_Once,
+        help="where to write the result (default or '-': stdout)")
+    add("--output-directory", metavar="DIR", default=DEFAULT_OUTPUT_DIRECTORY, action=_Once,
         help=f"where to put the kernel and ramdisk (default {DEFAULT_OUTPUT_DIRECTORY})")
-    add("--output-format", choices=("sxp", "simple", "simple0"), default="sxp",
+    add("--output-format", choices=("sxp", "simple", "simple0"), default="sxp", action=_Once,
         help="result format (default sxp; libxl uses simple0)")
     add("-q", "--quiet", action="store_true", help="print errors only")
     add("-v", "--verbose", "--debug", action="store_true",
@@ -149,14 +178,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="TFTP block size to ask for (default: the largest that fits the path MTU "
         "unfragmented: 1468 on Ethernet)")
     add("--tftp-windowsize", metavar="BLOCKS", type=int, help="TFTP window size to ask for (default 16)")
-    add("--runas", metavar="UID", type=parse_uid,
+    add("--runas", metavar="UID", type=parse_uid, action=_Once,
         help="do the network work and parsing as this unprivileged uid (libxl's bootloader_restrict)")
     add("disks", nargs="*", metavar="DISK", help=argparse.SUPPRESS)
     return parser
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    return build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
+    if hasattr(args, "_given"):
+        del args._given
+    return args
 
 
 def run(argv: Optional[Sequence[str]] = None) -> int:
@@ -165,26 +197,20 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
 
     try:
         args = parse_args(argv)
+        from .request import from_args
+
+        request = from_args(args)
         from .bootloader import boot
 
         with contextlib.ExitStack() as stack:
             stack.callback(CLEANUP.run)
-            return boot(args)
+            return boot(request)
     except XenPVNetBootError as exc:
         report_error(exc)
         return exc.exit_status
     except KeyboardInterrupt:
         report_error(XenPVNetBootError("interrupted"))
         return 1
-
-
-def report_error(exc: BaseException) -> None:
-    """One line on stderr (libxl's log), unless the error was shown already."""
-    if getattr(exc, "silent", False):
-        return
-    message = " ".join(str(exc).split())
-    sys.stderr.write(f"xenpvnetboot: error: {message}\n")
-    sys.stderr.flush()
 
 
 def main(argv: Optional[List[str]] = None) -> int:

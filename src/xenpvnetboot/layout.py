@@ -9,7 +9,7 @@ another.
 from __future__ import annotations
 
 import contextlib
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Union
 
 from .errors import NotFound, UsageError
 from .layouts import installargs
@@ -18,7 +18,7 @@ from .layouts.detect import Probe, detect
 from .layouts.model import FileRef, Pair, Selection
 from .layouts.report import describe
 from .layouts.table import ORIGINAL_PAIRS, all_pairs
-from .location import resolve_spec
+from .location import FileSpec, resolve_spec
 from .transports import TransportOptions, Tree
 
 
@@ -34,8 +34,10 @@ def search_pairs(tree: Tree, pairs: Sequence[Pair]) -> Selection:
     raise probe.failure()
 
 
-def ramdisks_for_kernel(spec: str, pairs: Sequence[Pair]) -> List[str]:
+def ramdisks_for_kernel(spec: Union[FileSpec, str], pairs: Sequence[Pair]) -> List[str]:
     """Ramdisk specs that go with a kernel spec ending in a known pair's kernel."""
+    if isinstance(spec, FileSpec):
+        spec = spec.raw
     found: List[str] = []
     for pair in pairs:
         if spec == pair.kernel or spec.endswith("/" + pair.kernel):
@@ -45,7 +47,7 @@ def ramdisks_for_kernel(spec: str, pairs: Sequence[Pair]) -> List[str]:
     return found
 
 
-def ramdisk_for_kernel(spec: str, pairs: Sequence[Pair]) -> Optional[str]:
+def ramdisk_for_kernel(spec: Union[FileSpec, str], pairs: Sequence[Pair]) -> Optional[str]:
     """The first ramdisk spec that goes with *spec* (see :func:`ramdisks_for_kernel`)."""
     found = ramdisks_for_kernel(spec, pairs)
     return found[0] if found else None
@@ -53,8 +55,8 @@ def ramdisk_for_kernel(spec: str, pairs: Sequence[Pair]) -> Optional[str]:
 
 def select_files(
     location: Optional[Tree],
-    kernel: Optional[str],
-    ramdisk: Optional[str],
+    kernel: Union[FileSpec, str, None],
+    ramdisk: Union[FileSpec, str, None],
     options: TransportOptions,
     trees: contextlib.ExitStack,
     pairs: Optional[Sequence[Pair]] = None,
@@ -69,7 +71,7 @@ def select_files(
     """
     arches = arches_to_try(arch)
 
-    def resolve(spec: str) -> FileRef:
+    def resolve(spec: Union[FileSpec, str]) -> FileRef:
         tree, path, owned = resolve_spec(spec, location, options)
         if owned:
             trees.enter_context(tree)

@@ -1,6 +1,7 @@
 """Transports: how the bytes of a location are reached.
 
-Each scheme maps to a module with an ``open_tree(url, options)`` function, and
+Each scheme maps to a module with an ``open_tree(location, options)`` function
+(taking a parsed :class:`~xenpvnetboot.location.Location`), and
 is imported only when a location uses it, so that ``--version`` and an http
 boot never pay for the NFS or TFTP code.  Adding a scheme is adding a module
 and a line here.
@@ -9,9 +10,13 @@ and a line here.
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 from .base import ByteSource, FileInfo, Sink, TransportOptions, Tree
+
+if TYPE_CHECKING:
+    from ..location import Location
 
 #: URL scheme -> module below ``xenpvnetboot.transports`` serving it.
 URL_SCHEMES = {
@@ -22,14 +27,17 @@ URL_SCHEMES = {
 }
 
 
-def open_url_tree(url: str, scheme: str, options: TransportOptions) -> Tree:
-    """Open the tree rooted at *url* with the transport of its scheme."""
+def open_url_tree(location: "Location", options: TransportOptions) -> Tree:
+    """Open the tree rooted at the URL *location* with the transport of its scheme."""
     try:
-        module_name = URL_SCHEMES[scheme]
+        module_name = URL_SCHEMES[location.scheme]
     except KeyError:
-        raise UsageError(f"unsupported location scheme {scheme!r} in {url!r}") from None
+        raise UsageError(f"unsupported location scheme {location.scheme!r} in "
+                         f"{location.display()!r}") from None
     module = importlib.import_module(f".{module_name}", __name__)
-    return module.open_tree(url, options)
+    if module_name == "tftp":  # its open_tree still takes the URL text
+        return module.open_tree(location.url(), options)
+    return module.open_tree(location, options)
 
 
 __all__ = [

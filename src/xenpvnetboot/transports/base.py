@@ -20,9 +20,12 @@ import posixpath
 import time
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit
-from typing import BinaryIO, Callable, Iterable, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, BinaryIO, Callable, FrozenSet, Iterable, Optional, Sequence, Tuple
 
 from ..errors import BootError, TransientError, UsageError
+
+if TYPE_CHECKING:
+    from .peers import PeerPolicy
 
 #: Block size of :meth:`ByteSource.copy_range`'s default loop.
 COPY_CHUNK = 1 << 20
@@ -58,10 +61,19 @@ class TransportOptions:
     log: Optional[Callable[[str], None]] = None
     #: ``time.monotonic()`` after which no retry starts (libxl's kill is near).
     deadline: Optional[float] = None
+    #: Guarded address classes (see :mod:`.peers`) allowed beyond those the
+    #: tree's own URL names; empty for a boot, all of them for trusting tests.
+    allow_addresses: FrozenSet[str] = frozenset()
 
     def note(self, message: str) -> None:
         if self.log is not None:
             self.log(message)
+
+    def peers_for(self, host: Optional[str]) -> "PeerPolicy":
+        """Where a tree whose location names *host* may connect (see :mod:`.peers`)."""
+        from .peers import PeerPolicy
+
+        return PeerPolicy.named_by([host], extra=self.allow_addresses)
 
     def may_retry(self, delay: float) -> bool:
         """True if a retry after *delay* seconds still starts before the deadline."""
@@ -76,6 +88,8 @@ class FileInfo:
     mtime: Optional[float] = None
     #: An http entity tag: tells a changed file even when size and date agree.
     etag: Optional[str] = None
+    #: The server answered for a directory (a redirect to ``name/``, a listing).
+    directory: bool = False
 
 
 def clean_path(path: str) -> str:
@@ -254,8 +268,9 @@ class Tree(abc.ABC):
         self.fetch(path, sink)
         return buf.getvalue()
 
-    def open_source(self, path: str) -> "ByteSource":
-        """Random access to *path* (for an ISO or image read in place)."""
+    def open_source(self, path: str, info: Optional[FileInfo] = None) -> "ByteSource":
+        """Random access to *path* (for an ISO or image read in place); *info*
+        is what :meth:`stat` said of it, if the caller asked already."""
         raise BootError(f"{self.url(path)}: random access is not supported here")
 
     def close(self) -> None:

@@ -17,16 +17,18 @@ import os
 import re
 import time
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence, Tuple
-from urllib.parse import quote, urlsplit, urlunsplit
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
+from urllib.parse import quote
 
 import pycurl
 
 from .. import __version__
 from ..errors import BootError, NotFound, TransientError, UsageError
-from .base import (
-    ByteSource, FileInfo, Sink, TransportOptions, Tree, join_url_path, retry_delay, split_url,
-)
+from .base import ByteSource, FileInfo, Sink, TransportOptions, Tree, join_url_path, retry_delay
+from .peers import PeerPolicy, address_class, refusal
+
+if TYPE_CHECKING:
+    from ..location import Location
 
 #: libcurl's largest receive buffer: fewer, larger write callbacks.
 BUFFER_SIZE = 512 * 1024
@@ -45,11 +47,9 @@ _SAFE_PATH = "/~!$&'()*+,;=:@-._"
 
 def redact(url: str) -> str:
     """The URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{netloc[-1]}"))
+    from ..location.model import redact_text
+
+    return redact_text(url)
 
 
 def system_ca_bundle() -> Optional[str]:
@@ -78,6 +78,14 @@ class _Transfer:
         self, handle: pycurl.Curl, path: str, sink: Optional[Sink], probe: bool = False
     ) -> None:
         self.handle = handle
+        #: Why a connection was refused (see :mod:`.peers`), for the error.
+        self.refused: Optional[str] = None
+        #: The ``Content-Range`` of a 206 answer, checked against what was asked.
+        self.content_range: Optional[bytes] = None
+        self.range_ok = False
+        #: http(s) range answers are checked; FTP's REST has no such header.
+        self.check_range = False
+        self.content_type: Optional[bytes] = None
         self.path = path
         self.probe = probe
         self.sink = sink
@@ -95,9 +103,11 @@ class _Transfer:
     def write(self, data: bytes) -> int:
         sink = self.sink
         self.started = True
-        if self.span is not None and self.status == 200:
-            self.no_ranges = True  # the whole file instead of the range asked for
-            return 0
+        if self.span is not None and self.check_range and not self.range_ok:
+            if self.status != 206 or not self._range_matches():
+                self.no_ranges = True  # the whole file, or bytes other than those asked for
+                return 0
+            self.range_ok = True
         if sink is None:
             # A probe stops at the first byte, which proves the file is there;
             # a HEAD-style check ignores what libcurl passes (FTP pseudo-headers).
@@ -105,12 +115,52 @@ class _Transfer:
         return sink.write(data)
 
     def header(self, line: bytes) -> None:
-        """Keep the last status and ETag seen (the final response's, after redirects)."""
+        """Keep the last status, ETag, type and range seen (the final response's)."""
         if line[:5] == b"HTTP/":
             parts = line.split(None, 2)
             self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-        elif line[:5].lower() == b"etag:":
+            self.content_range = self.content_type = self.etag = None
+        lower = line[:14].lower()
+        if lower.startswith(b"etag:"):
             self.etag = line[5:].strip().decode("latin-1")[:200] or None
+        elif lower.startswith(b"content-range:"):
+            self.content_range = line[14:].strip()[:200]
+        elif lower.startswith(b"content-type:"):
+            self.content_type = line[13:].strip()[:200]
+
+    def _range_matches(self) -> bool:
+        """Whether a 206 answer carries exactly the bytes asked for.
+
+        A server (or a cache in between) may answer a different range, or
+        several in a multipart body; taking those bytes for the ones asked
+        would put the wrong data into the guest's kernel.
+        """
+        assert self.span is not None
+        text = (self.content_range or b"").decode("latin-1")
+        unit, _, rest = text.partition(" ")
+        first, _, tail = rest.partition("-")
+        last = tail.split("/", 1)[0]
+        if unit.lower() != "bytes" or not first.isdigit() or not last.isdigit():
+            return False
+        want_first = self.span[0] + (self.sink.written - self.base if self.sink else 0)
+        return int(first) == want_first and int(last) == self.span[1] - 1
+
+    def open_socket(self, policy: PeerPolicy, where: str):  # type: ignore[no-untyped-def]
+        """libcurl's OPENSOCKETFUNCTION: connect only where *policy* permits.
+
+        Checked on the address really connected to, after every redirect
+        and every name resolution, so DNS rebinding cannot get around it.
+        """
+        import socket
+
+        def callback(purpose: int, address) -> object:  # type: ignore[no-untyped-def]
+            host = str(address.addr[0]).split("%", 1)[0]
+            if not policy.permits(host):
+                self.refused = refusal(where, host, address_class(host) or "guarded")
+                return pycurl.SOCKET_BAD
+            return socket.socket(address.family, address.socktype, address.protocol)
+
+        return callback
 
     def progress(self, dltotal: int, dlnow: int, ultotal: int, ulnow: int) -> int:
         """Learn the announced size as soon as libcurl has it (non-zero aborts).
@@ -131,15 +181,13 @@ class CurlTree(Tree):
 
     cacheable = True
 
-    def __init__(self, base_url: str, options: TransportOptions) -> None:
-        parts = split_url(base_url)
-        if not parts.hostname:
-            raise UsageError(f"{base_url}: no host name")
-        if parts.query or parts.fragment:
-            raise UsageError(f"{base_url}: a location cannot have a query or fragment")
-        self.base = base_url if base_url.endswith("/") else base_url + "/"
-        self.scheme = parts.scheme.lower()
+    def __init__(self, location: "Location", options: TransportOptions) -> None:
+        url, shown = location.url(), location.display()
+        self.base = url if url.endswith("/") else url + "/"
+        self._shown = shown if shown.endswith("/") else shown + "/"
+        self.scheme = location.scheme
         self.options = options
+        self._peers = options.peers_for(location.host)
         self._ca_bundle = options.ca_cert or system_ca_bundle()
         if options.ca_cert and options.ca_cert_data is None and not os.access(options.ca_cert, os.R_OK):
             raise UsageError(f"--ca-cert {options.ca_cert}: cannot read the file")
@@ -149,7 +197,7 @@ class CurlTree(Tree):
     # -- URLs and handles ------------------------------------------------------
 
     def url(self, path: str) -> str:
-        return redact(join_url_path(self.base, quote(path, safe=_SAFE_PATH)))
+        return join_url_path(self._shown, quote(path, safe=_SAFE_PATH))
 
     def _real_url(self, path: str) -> str:
         return join_url_path(self.base, quote(path, safe=_SAFE_PATH))
@@ -198,6 +246,8 @@ class CurlTree(Tree):
         by_handle: Dict[int, _Transfer] = {}
         for transfer in transfers:
             transfer.handle.setopt(pycurl.WRITEFUNCTION, transfer.write)
+            transfer.handle.setopt(pycurl.OPENSOCKETFUNCTION,
+                                   transfer.open_socket(self._peers, self.url(transfer.path)))
             if transfer.sink is not None:
                 transfer.handle.setopt(pycurl.NOPROGRESS, 0)
                 transfer.handle.setopt(pycurl.XFERINFOFUNCTION, transfer.progress)
@@ -235,13 +285,16 @@ class CurlTree(Tree):
         sink = transfer.sink
         if transfer.no_ranges:
             return BootError(
-                f"{url}: the server does not answer range requests, which reading an "
-                "image in place needs; download the image and give its local path"
+                f"{url}: the server does not answer range requests with the bytes asked "
+                "for, which reading an image in place needs; download the image and give "
+                "its local path"
             )
         if sink is not None and sink.error is not None:
             return sink.error
         if transfer.error is None:
             return None
+        if transfer.refused is not None:
+            return BootError(transfer.refused)
         code, message = transfer.error
         status = int(transfer.handle.getinfo(pycurl.RESPONSE_CODE) or 0)
         if code == pycurl.E_HTTP_RETURNED_ERROR:
@@ -314,6 +367,7 @@ class CurlTree(Tree):
         if transfer.span is not None and sink is not None:
             done = sink.written - transfer.base
             again.span, again.base = transfer.span, transfer.base
+            again.check_range = transfer.check_range
             handle.setopt(pycurl.RANGE, f"{transfer.span[0] + done}-{transfer.span[1] - 1}")
             handle.setopt(pycurl.HEADERFUNCTION, again.header)
             sink.error = None
@@ -338,7 +392,7 @@ class CurlTree(Tree):
             if not (self.scheme.startswith("http") and status in (405, 501)):
                 raise
             return self._probe(path)
-        return _file_info(transfer.handle, transfer.etag)
+        return _file_info(transfer.handle, transfer.etag, _is_directory(path, transfer))
 
     def _probe(self, path: str) -> FileInfo:
         """Existence check for servers that refuse HEAD: start a GET, stop at once."""
@@ -372,12 +426,13 @@ class CurlTree(Tree):
             return
         transfer = _Transfer(self._handle(self._real_url(path), nobody=False), path, sink)
         transfer.span, transfer.base = (start, end), sink.written
+        transfer.check_range = self.scheme.startswith("http")
         transfer.handle.setopt(pycurl.RANGE, f"{start}-{end - 1}")
         transfer.handle.setopt(pycurl.HEADERFUNCTION, transfer.header)
         self._with_retries([transfer])
 
-    def open_source(self, path: str) -> "RangeSource":
-        size = self.stat(path).size
+    def open_source(self, path: str, info: Optional[FileInfo] = None) -> "RangeSource":
+        size = (info or self.stat(path)).size
         if size is None:
             raise BootError(f"{self.url(path)}: the server does not tell the size, "
                             "which reading an image in place needs")
@@ -506,11 +561,21 @@ class RangeSource(ByteSource):
         self._blocks.clear()
 
 
-def _file_info(handle: pycurl.Curl, etag: Optional[str] = None) -> FileInfo:
+def _file_info(handle: pycurl.Curl, etag: Optional[str] = None,
+               directory: bool = False) -> FileInfo:
     size = int(handle.getinfo(pycurl.CONTENT_LENGTH_DOWNLOAD_T))
     mtime = int(handle.getinfo(pycurl.INFO_FILETIME))
     return FileInfo(size=size if size >= 0 else None, mtime=mtime if mtime >= 0 else None,
-                    etag=etag)
+                    etag=etag, directory=directory)
+
+
+def _is_directory(path: str, transfer: _Transfer) -> bool:
+    """An http answer for a directory: redirected to ``path/``, or an HTML page."""
+    final = str(transfer.handle.getinfo(pycurl.EFFECTIVE_URL) or "")
+    if final.endswith("/") and not path.endswith("/"):
+        return True
+    kind = (transfer.content_type or b"").split(b";", 1)[0].strip().lower()
+    return kind in (b"text/html", b"application/xhtml+xml")
 
 
 def _clean_message(message: str) -> str:
@@ -518,8 +583,8 @@ def _clean_message(message: str) -> str:
     return re.sub(r"\s+", " ", message).strip().rstrip(".") or "transfer failed"
 
 
-def open_tree(url: str, options: TransportOptions) -> CurlTree:
-    return CurlTree(url, options)
+def open_tree(location: "Location", options: TransportOptions) -> CurlTree:
+    return CurlTree(location, options)
 
 
 __all__ = ["CurlTree", "RangeSource", "open_tree", "redact", "system_ca_bundle"]

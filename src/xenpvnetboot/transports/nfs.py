@@ -391,14 +391,15 @@ def _connect_version(
 ) -> Connection:
     """Connect with one version; the client's root is the server root (v4) or
     the mounted *directory* (v3)."""
+    host = connect_address(spec, version, options)
     if version == "3":
-        if spec.is_ipv6:
+        if ":" in host:
             raise _Skip("the NFSv3 client of nfs-rs cannot use IPv6 addresses")
         if not _URL_PATH_SAFE.match(directory):
             raise _Skip(f"nfs-rs cannot mount {directory!r} with NFSv3 (unusual characters)")
-        url = f"nfs://{spec.url_host}{directory}"
+        url = f"nfs://{host}{directory}"
     else:
-        url = f"nfs://{spec.url_host}/"
+        url = f"nfs://{_bracketed(host)}/"
     kwargs: dict = {
         "versions": [version],
         # Reserved source ports need root; knfsd's default "secure" export
@@ -416,6 +417,33 @@ def _connect_version(
 
 class _Skip(Exception):
     """This version cannot be tried with this location (reason in the text)."""
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def connect_address(spec: NfsSpec, version: str, options: TransportOptions) -> str:
+    """The address to connect to: the host resolved here, checked against the
+    address policy (see :mod:`.peers`), so the library never resolves a name.
+
+    NFSv3 prefers an IPv4 address (the library's v3 client has no IPv6).
+    """
+    import socket
+
+    where = spec.location()
+    policy = options.peers_for(spec.host)
+    try:
+        infos = socket.getaddrinfo(spec.host, spec.port or 2049, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        raise BootError(f"{where}: cannot resolve the host name {spec.host}") from None
+    addresses = [str(info[4][0]).split("%", 1)[0] for info in infos]
+    if version == "3":
+        addresses.sort(key=lambda address: ":" in address)
+    allowed = [address for address in addresses if policy.permits(address)]
+    if not allowed:
+        policy.check(addresses[0], where)
+    return allowed[0]
 
 
 @dataclass
@@ -724,9 +752,9 @@ class NfsSource(ByteSource):
 # -- entry point -----------------------------------------------------------------
 
 
-def open_nfs(spec: str, options: TransportOptions, image: bool) -> Tree:
+def open_nfs(spec: Union[NfsSpec, str], options: TransportOptions, image: bool) -> Tree:
     """The tree an ``nfs:`` (directory) or ``nfs+iso:`` (image) location names."""
-    parsed = parse_spec(spec)
+    parsed = parse_spec(spec) if isinstance(spec, str) else spec
     if image:
         return _open_image(parsed, options)
     connection, root = connect(parsed, parsed.path, options)
