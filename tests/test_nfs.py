@@ -494,3 +494,36 @@ def test_bootloader_reports_a_missing_export(nfs_server, workdir):
     assert "Traceback" not in run.console
     errors = run.error_lines
     assert len(errors) == 1 and "127.0.0.1" in errors[0] and "/no-such-export" in errors[0], run.console
+
+
+# -- restricted mode: the unprivileged worker speaks NFS itself ----------------------------
+
+
+def _interpreter_unreadable_to(uid: int) -> None:
+    """These tests mean something only where the dropped uid cannot read Python."""
+    probe = subprocess.run(
+        [sys.executable, "-c", f"import os; os.setgid({uid}); os.setuid({uid}); open(os.__file__).close()"],
+        capture_output=True)
+    if probe.returncode == 0:
+        pytest.skip(f"uid {uid} can read the Python installation here; nothing to show")
+
+
+@pytest.mark.parametrize("form, path", [("nfs", "/export/debian"),
+                                        ("nfs+iso", "/export/images/install.iso")])
+def test_restricted_worker_reads_nfs_with_python_unreadable(nfs_server, nfs_images, debian_pair,
+                                                            form, path, workdir):
+    from support.env import need_root
+
+    need_root()
+    _interpreter_unreadable_to(40123)
+    content, _ = nfs_images
+    (kernel, kernel_sha), (initrd, _) = debian_pair
+    files = (kernel, initrd) if form == "nfs" else (KERNEL, INITRD)
+    run = run_bootloader(["--location", f"{form}:" + nfs_server.spec(path)], workdir,
+                         kernel=files[0], ramdisk=files[1], runas=40123)
+    assert run.status == 0, run.console
+    assert "Traceback" not in run.console and run.console.strip() == ""
+    if form == "nfs":
+        assert run.kernel_sha256 == kernel_sha
+    else:
+        assert run.kernel_sha256 == hashlib.sha256(content.files[KERNEL]).hexdigest()

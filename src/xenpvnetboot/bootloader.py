@@ -206,6 +206,8 @@ def _prepare_worker(request: Request, options: TransportOptions):  # type: ignor
     and libseccomp.  Returns the options to use and the seccomp module."""
     if request.runas is None:
         return options, None
+    import encodings.idna  # noqa: F401  (socket.getaddrinfo of a host name needs it)
+
     from . import sandbox
     from .layouts import report  # noqa: F401  (--dry-run's description)
     from .location import preload, preopen_disk

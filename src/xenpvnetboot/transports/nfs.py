@@ -223,12 +223,24 @@ def split_path(path: str) -> List[str]:
 # -- the library and its errors --------------------------------------------------
 
 
+#: What nfs-rs and our name resolution import only when first used.
+_LAZY_MODULES = ("nfs_rs._internal", "encodings.idna")
+
+
 def preload() -> None:
-    """Load nfs-rs now, for a --runas child that may not read it later."""
+    """Load nfs-rs now (and what it loads on first use), for a --runas worker
+    that may not read the Python installation later."""
+    import importlib
+
     try:
         _library()
     except BootError:
-        pass  # reported when an NFS location is really opened
+        return  # reported when an NFS location is really opened
+    for name in _LAZY_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
 
 
 def _library() -> Any:
