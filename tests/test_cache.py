@@ -31,7 +31,18 @@ def server(tree):
     srv.stop()
 
 
+def prepared(tmp_path, size=None):
+    """The cache directory, prepared as the administrator does."""
+    from xenpvnetboot.cachedir import DEFAULT_LIMIT, init_cache
+
+    path = tmp_path / "cache"
+    if not (path / "CACHEDIR.TAG").exists():
+        init_cache(str(path), size or DEFAULT_LIMIT)
+    return path
+
+
 def boot(server, tmp_path, name, *extra):
+    prepared(tmp_path)
     work = tmp_path / name
     work.mkdir()
     return run_bootloader([f"--location={server.url()}", f"--cache-dir={tmp_path}/cache", *extra],
@@ -103,10 +114,11 @@ def test_broken_entry_is_fetched_again(server, tmp_path, damage):
 def test_no_cache_option(server, tmp_path):
     run = boot(server, tmp_path, "one", "--no-cache")
     assert run.status == 0
-    assert not (tmp_path / "cache").exists()
+    assert cache_files(tmp_path, ".data") == []
 
 
 def test_local_trees_are_not_cached(tree, tmp_path):
+    prepared(tmp_path)
     work = tmp_path / "w"
     work.mkdir()
     run = run_bootloader([f"--location={tree}", f"--cache-dir={tmp_path}/cache"], str(work))
@@ -123,6 +135,7 @@ def test_eviction_keeps_the_limit(server, tmp_path):
 
 
 def test_twenty_concurrent_boots_download_once(tree, tmp_path):
+    prepared(tmp_path)
     server = TestHTTPServer(str(tree)).start()
     server.faults["/images/pxeboot/initrd.img"] = "slow"  # ~1 s: the boots overlap
     procs = []

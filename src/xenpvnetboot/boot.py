@@ -1,27 +1,24 @@
-"""Stream the selected files into the output directory, atomically and cleanly.
+"""The output files: created by the root parent, filled by the worker, named at the end.
 
-Each file is written to a hidden ``.part`` name and renamed to its final
+Each file is written under a hidden ``.part`` name and linked to its final
 ``xenpvboot.<name>.<random>`` name only once complete, so libxl can never be
 handed a truncated kernel; every path is registered for cleanup until the
-result has been written.
+result has been written.  The streaming itself is :mod:`.download`'s.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import re
-from typing import TYPE_CHECKING, BinaryIO, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, BinaryIO, List, Optional, Tuple
 
 from .cleanup import CLEANUP
 from .errors import BootError
-from .layout import FileRef, Selection
-from .transports import Sink, TransportOptions, Tree
-from .ui import UI, Progress, human_size
+from .layout import FileRef
+from .ui import human_size
 
 if TYPE_CHECKING:
-    from .cache import Cache, Entry
-    from .check import BootChecker
+    from .cache import Entry
 
 PREFIX = "xenpvboot."
 WRITE_BUFFER = 1 << 20
@@ -119,8 +116,8 @@ class Target:
 
     def fill_from(self, entry: "Entry") -> int:
         """Take the bytes of a cache entry instead of downloading them; return the size."""
+        entry.link_to(self.partial)  # first: if it fails, the file stays usable
         self.discard()
-        entry.link_to(self.partial)
         self.linked = True
         self.read_fd = os.open(self.partial, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
         return os.fstat(self.read_fd).st_size
@@ -182,99 +179,3 @@ class Target:
             CLEANUP.forget(self.partial)
             return final
         raise BootError(f"{self.directory}: no unused file name found")
-
-
-def selection_refs(selection: Selection) -> List[Tuple[str, FileRef]]:
-    refs: List[Tuple[str, FileRef]] = [("kernel", selection.kernel)]
-    if selection.ramdisk is not None:
-        refs.append(("ramdisk", selection.ramdisk))
-    return refs
-
-
-def download(
-    selection: Selection,
-    targets: Dict[str, Target],
-    options: TransportOptions,
-    ui: UI,
-    cache: Optional["Cache"] = None,
-    checker: Optional["BootChecker"] = None,
-) -> Dict[str, Tuple[str, int]]:
-    """Stream the selected files into their targets; return each role's (basename, size).
-
-    Files in the same tree are fetched together (the curl transport overlaps
-    them on one multi handle).  With a cache, still-valid entries are linked
-    in instead, and what was downloaded is kept for the next boot.
-    """
-    refs = selection_refs(selection)
-    entries = cache.entries_for(refs) if cache is not None else {}
-    try:
-        hits = [(role, ref) for role, ref in refs
-                if role in entries and entries[role].valid_for(ref.info, ref.sha256)]
-        sizes: Dict[str, int] = {}
-        for role, ref in hits:
-            ui.info(f"Using the cached {role} {ref.url} ({human_size(ref.info.size)})")
-            sizes[role] = targets[role].fill_from(entries[role])
-        misses = [(role, ref) for role, ref in refs if (role, ref) not in hits]
-        sizes.update(_stream(misses, targets, options, ui, checker))
-        for role, ref in misses:
-            if role in entries:
-                entries[role].store(targets[role].partial, ref.info, ref.sha256)
-        for entry in entries.values():
-            entry.unlock()  # before the check: other boots need not wait for it
-        if checker is not None:
-            checker.check(*[(targets[role].read_fd, ref.url) for role, ref in refs])
-    except BaseException:
-        for target in targets.values():
-            target.discard()
-        raise
-    finally:
-        for entry in entries.values():
-            entry.unlock()
-    if cache is not None and len(hits) < len(entries):
-        cache.evict()
-    return {role: (safe_basename(ref.path, role), sizes[role]) for role, ref in refs}
-
-
-def _stream(
-    refs: List[Tuple[str, FileRef]],
-    targets: Dict[str, Target],
-    options: TransportOptions,
-    ui: UI,
-    checker: Optional["BootChecker"] = None,
-) -> Dict[str, int]:
-    """Download *refs* into their targets; return the bytes written per role."""
-    if not refs:
-        return {}
-    check_free_space(targets[refs[0][0]], [ref for _, ref in refs])
-    sinks: List[Tuple[str, Sink, Optional[Progress]]] = []
-    by_tree: Dict[int, List[Tuple[Tree, str, Sink]]] = {}
-    for role, ref in refs:
-        ui.info(f"Fetching {role} {ref.url} ({human_size(ref.info.size)})")
-        bar = ui.progress(role)
-        target = targets[role]
-        early = None
-        if checker is not None and role == "kernel":
-            early = functools.partial(checker.kernel_complete, fd=target.read_fd)
-        sink = Sink(target.fileobj, ref.url, max_size=options.max_size,
-                    progress=bar, sha256=ref.sha256, on_complete=early)
-        sink.expect(ref.info.size)
-        sinks.append((role, sink, bar))
-        by_tree.setdefault(id(ref.tree), []).append((ref.tree, ref.path, sink))
-    for jobs in by_tree.values():
-        jobs[0][0].fetch_many([(path, sink) for _, path, sink in jobs])
-    for role, sink, bar in sinks:
-        targets[role].finish()
-        if bar is not None:
-            bar.done(sink)
-    return {role: sink.written for role, sink, _ in sinks}
-
-
-def fetch_selection(
-    selection: Selection, directory: str, options: TransportOptions, ui: UI
-) -> Tuple[str, Optional[str]]:
-    """Fetch kernel (and ramdisk) into *directory*; return their final paths."""
-    targets = {role: Target.create(directory, role) for role, _ in selection_refs(selection)}
-    files = download(selection, targets, options, ui)
-    kernel = targets["kernel"].commit(files["kernel"][0])
-    ramdisk = targets["ramdisk"].commit(files["ramdisk"][0]) if "ramdisk" in targets else None
-    return kernel, ramdisk

@@ -17,9 +17,10 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
-from .boot import Target, download, prepare_output_directory
+from .boot import Target, prepare_output_directory
 from .check import BootChecker
 from .cleanup import CLEANUP
+from .download import download
 from .errors import BootError, UsageError
 from .layout import Selection, describe, select_files
 from .layouts.installargs import merge as merge_install_args
@@ -68,6 +69,7 @@ class Deadlines:
 
 
 def transport_options(request: Request, ui: UI, deadline: Optional[float]) -> TransportOptions:
+    """The transports' settings; a --ca-cert bundle is read here, by root, once."""
     return TransportOptions(
         log=ui.info,
         deadline=deadline,
@@ -75,6 +77,7 @@ def transport_options(request: Request, ui: UI, deadline: Optional[float]) -> Tr
         retries=request.retries,
         max_size=request.max_size,
         ca_cert=request.ca_cert,
+        ca_cert_data=_read_ca(request.ca_cert) if request.ca_cert else None,
         insecure=request.insecure,
         tftp_blksize=request.tftp_blksize,
         tftp_windowsize=request.tftp_windowsize,
@@ -111,18 +114,27 @@ def choose(request: Request, options: TransportOptions, ui: UI,
     return selection
 
 
-def open_cache(request: Request) -> Optional["Cache"]:
-    """The shared cache, unless turned off, absent by default, or under --runas."""
-    if request.no_cache or request.runas is not None:
+def open_cache(request: Request, ui: UI) -> Optional["Cache"]:
+    """The shared cache, unless turned off, absent by default, or under --runas.
+
+    A directory the administrator did not prepare is not used: the boot goes
+    on without the cache, with a warning saying why.
+    """
+    if request.no_cache or request.runas is not None or request.insecure:
         return None
     from .cache import DEFAULT_CACHE_DIR, Cache
+    from .cachedir import CacheDirError
 
     directory = request.cache_dir
     if directory is None:
         if not os.path.isdir(DEFAULT_CACHE_DIR):
             return None
         directory = DEFAULT_CACHE_DIR
-    return Cache(directory, request.cache_size)
+    try:
+        return Cache(directory, request.cache_size)
+    except CacheDirError as exc:
+        ui.warning(f"not using the cache: {exc}")
+        return None
 
 
 def kernel_args(request: Request, install_args: str) -> str:
@@ -141,8 +153,12 @@ def fetch_job(request: Request, options: TransportOptions, ui: UI,
     with contextlib.ExitStack() as trees:
         selection = choose(request, options, ui, trees)
         checker = BootChecker(request.check, request.guest_type, request.arch, ui)
-        fetched = download(selection, targets, options, ui, cache=open_cache(request),
-                           checker=checker)
+        cache = open_cache(request, ui)
+        try:
+            fetched = download(selection, targets, options, ui, cache=cache, checker=checker)
+        finally:
+            if cache is not None:
+                cache.close()
     report: Dict[str, Any] = {"install_args": selection.install_args}
     for role, (name, size) in fetched.items():
         report[role] = {"name": name, "size": size, "linked": targets[role].linked}
@@ -212,8 +228,6 @@ def _prepare_worker(request: Request, options: TransportOptions):  # type: ignor
     from .layouts import report  # noqa: F401  (--dry-run's description)
     from .location import preload, preopen_disk
 
-    if request.ca_cert:
-        options = dataclasses.replace(options, ca_cert_data=_read_ca(request.ca_cert))
     if request.location is not None:
         preopen_disk(request.location, request.disk)
     preload(request.own_locations)
@@ -248,10 +262,20 @@ def _read_ca(path: str) -> bytes:
     """Read --ca-cert while still root.
 
     Its bytes only ever become libcurl's trust anchors: nothing of it reaches
-    the guest or the console, so a root-only bundle may be named.
+    the guest or the console, so a root-only bundle may be named.  Only a
+    regular file is read (a FIFO or terminal would block), and at most 1 MiB.
     """
+    import stat
+
     try:
-        with open(path, "rb") as handle:
-            return handle.read(1 << 20)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise UsageError(f"--ca-cert {path}: {exc.strerror or exc}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UsageError(f"--ca-cert {path}: not a regular file")
+        return os.read(fd, 1 << 20)
+    except OSError as exc:
+        raise UsageError(f"--ca-cert {path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)

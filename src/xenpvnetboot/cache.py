@@ -1,21 +1,26 @@
 """A cache of fetched files, shared by every guest booted on this host.
 
 Twenty guests installed from the same tree should cost one download.  Files
-are stored by source URL and revalidated on every boot against what the
-server says now (the existence check the layout step makes anyway: size,
-modification time and, over http, the ETag).  A hit is hard-linked into the
-output directory (copied when the cache is on another filesystem), so libxl
-can unlink its copy while the cache keeps the file.
+are stored by source URL and by how their bytes were trusted, and revalidated
+on every boot against what the server says now (size, modification time and,
+over http, the ETag).  A hit is hard-linked into the output directory, so
+libxl can unlink its copy while the cache keeps the file.
 
-Entries are written under a temporary name and renamed, and described by a
-small JSON file written last, so a partial entry is never taken for a
-complete one.  A lock per entry makes concurrent boots of the same file wait
-for the first download and reuse it.  The cache never grows past its size
-limit: the least recently used entries go first.
+The cache is root's, and only a directory the administrator prepared is used
+(see :mod:`.cachedir`): every file in it is created and opened relative to the
+directory's descriptor, without following symbolic links, under a fresh
+random name that is then renamed into place.  So a file planted by someone
+else, or a link to one, is never read or written.
 
-It is off for transports that cannot tell whether a file changed (TFTP,
-which gives no modification time) and under ``--runas``, where the shared
-cache must not take files described by an unprivileged child.
+What is stored: files fetched with TLS verification (or over a protocol
+without TLS), complete, and matching any checksum that was asked for.  A
+download under ``--insecure`` neither reads nor fills the cache; one with
+``--ca-cert`` uses entries of its own CA only.
+
+Locks are per file and held only while that file is fetched.  A boot that
+finds a file locked waits only while the holder makes progress (the holder
+touches the lock as data arrives); a stalled holder is left alone and the
+file is fetched without the cache instead.
 """
 
 from __future__ import annotations
@@ -25,48 +30,83 @@ import fcntl
 import hashlib
 import json
 import os
-import shutil
 import time
 from typing import Dict, Iterator, List, Optional, Tuple
 
-from .errors import BootError
+from .cachedir import CacheDir, open_cache_dir
 from .layout import FileRef
 from .transports import FileInfo
 
 DEFAULT_CACHE_DIR = "/var/cache/xenpvnetboot"
 DEFAULT_CACHE_SIZE = 4 << 30
-#: How long a boot waits for another one downloading the same file.
-LOCK_WAIT = 600.0
+#: A waiting boot gives up on a lock whose holder received nothing for this long.
+STALL_SECONDS = 5.0
+#: The holder shows progress after each this many bytes.
+PROGRESS_BYTES = 64 << 10
+#: Temporary files older than this were left by a boot that was killed.
+STALE_TEMPORARY = 3600.0
+#: Largest description file read.
+MAX_META = 64 << 10
+_POLL = 0.05
+_OPEN = os.O_CLOEXEC | os.O_NOFOLLOW
+
+
+def trust_of(scheme: str, insecure: bool, ca_data: Optional[bytes]) -> Optional[str]:
+    """How a file fetched so was trusted, as part of its cache key; None: not cacheable."""
+    if insecure:
+        return None
+    if scheme == "https" and ca_data is not None:
+        return "ca:" + hashlib.sha256(ca_data).hexdigest()
+    return "tls" if scheme == "https" else "plain"
 
 
 class Entry:
     """One cached file: ``<key>.data`` and its description ``<key>.json``."""
 
-    def __init__(self, cache: "Cache", url: str) -> None:
+    def __init__(self, cache: "Cache", url: str, trust: str) -> None:
         self.cache = cache
         self.url = url
-        key = hashlib.sha256(url.encode()).hexdigest()
-        self.base = os.path.join(cache.directory, key[:2], key)
-        self.data = self.base + ".data"
-        self.meta_path = self.base + ".json"
+        self.trust = trust
+        self.key = hashlib.sha256(f"{trust}\0{url}".encode()).hexdigest()
+        self.data = self.key + ".data"
+        self.meta_name = self.key + ".json"
         self._lock_fd: Optional[int] = None
+        self._touched = 0
+
+    @property
+    def _dir(self) -> int:
+        return self.cache.dir.sub(self.key[:2])
 
     # -- locking ---------------------------------------------------------------
 
-    def lock(self) -> None:
-        os.makedirs(os.path.dirname(self.base), mode=0o700, exist_ok=True)
-        fd = os.open(self.base + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        deadline = time.monotonic() + LOCK_WAIT
+    def try_lock(self) -> bool:
+        """Take the lock if it is free, else wait while its holder makes progress.
+
+        Returns False when the holder stalled: fetch without the cache then.
+        """
+        fd = os.open(self.key + ".lock", os.O_RDWR | os.O_CREAT | _OPEN, 0o600, dir_fd=self._dir)
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
                     os.close(fd)
-                    raise BootError(f"{self.base}.lock: cannot lock the cache entry: {exc}") from None
-                time.sleep(0.05)
+                    raise
+            if time.time() - os.fstat(fd).st_mtime > STALL_SECONDS:
+                os.close(fd)
+                return False
+            time.sleep(_POLL)
         self._lock_fd = fd
+        self._touched = 0
+        os.utime(fd)
+        return True
+
+    def progress(self, received: int) -> None:
+        """Show waiting boots that this download moves (called as bytes arrive)."""
+        if self._lock_fd is not None and received - self._touched >= PROGRESS_BYTES:
+            self._touched = received
+            os.utime(self._lock_fd)
 
     def unlock(self) -> None:
         if self._lock_fd is not None:
@@ -77,21 +117,31 @@ class Entry:
 
     def meta(self) -> Optional[dict]:
         try:
-            with open(self.meta_path, "rb") as handle:
-                meta = json.loads(handle.read(65536).decode())
+            fd = os.open(self.meta_name, os.O_RDONLY | _OPEN, dir_fd=self._dir)
+        except OSError:
+            return None
+        try:
+            if not self.cache.dir.trusted_file(fd):
+                return None
+            meta = json.loads(os.read(fd, MAX_META).decode())
         except (OSError, ValueError, UnicodeDecodeError):
             return None
+        finally:
+            os.close(fd)
         return meta if isinstance(meta, dict) else None
 
     def valid_for(self, info: FileInfo, sha256: Optional[str]) -> bool:
         """True when the stored file is complete and still what the server has."""
         meta = self.meta()
-        if meta is None or meta.get("url") != self.url:
+        if meta is None or meta.get("url") != self.url or meta.get("trust") != self.trust:
             return False
         try:
-            size = os.stat(self.data).st_size
+            st = os.stat(self.data, dir_fd=self._dir, follow_symlinks=False)
         except OSError:
             return False
+        if not self.cache.dir.trusted_stat(st):
+            return False
+        size = st.st_size
         if size != meta.get("size") or (info.size is not None and info.size != size):
             return False
         if info.etag and meta.get("etag"):
@@ -100,131 +150,184 @@ class Entry:
         elif info.mtime is None or info.mtime != meta.get("mtime"):
             return False
         if sha256 and meta.get("sha256") != sha256:
-            return _file_sha256(self.data) == sha256
+            return self._data_sha256() == sha256
         return True
+
+    def _data_sha256(self) -> str:
+        digest = hashlib.sha256()
+        fd = os.open(self.data, os.O_RDONLY | _OPEN, dir_fd=self._dir)
+        try:
+            for block in iter(lambda: os.read(fd, 1 << 20), b""):
+                digest.update(block)
+        finally:
+            os.close(fd)
+        return digest.hexdigest()
 
     def link_to(self, path: str) -> None:
         """Put the cached bytes at *path* (replacing it): a hard link, else a copy."""
-        os.utime(self.meta_path)  # last use, for eviction
-        tmp = path + ".cache"
+        os.utime(self.meta_name, dir_fd=self._dir, follow_symlinks=False)  # last use
+        tmp = f"{path}.{os.urandom(6).hex()}.cache"
         try:
-            os.link(self.data, tmp)
+            os.link(self.data, tmp, src_dir_fd=self._dir, follow_symlinks=False)
         except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+            if exc.errno not in _NO_LINK:
                 raise
-            shutil.copyfile(self.data, tmp)
+            source = os.open(self.data, os.O_RDONLY | _OPEN, dir_fd=self._dir)
+            try:
+                _copy(source, tmp, None)
+            finally:
+                os.close(source)
         os.replace(tmp, path)
 
     # -- writing ---------------------------------------------------------------
 
     def store(self, path: str, info: FileInfo, sha256: Optional[str]) -> None:
-        """Keep a complete downloaded file (at *path*) as this entry's data."""
-        for stale in (self.meta_path, self.data):
+        """Keep the complete downloaded file at *path* as this entry's data."""
+        directory = self._dir
+        for stale in (self.meta_name, self.data):
             try:
-                os.unlink(stale)
+                os.unlink(stale, dir_fd=directory)
             except FileNotFoundError:
                 pass
-        tmp = self.data + ".tmp"
+        tmp = f"{self.data}.{os.urandom(6).hex()}.tmp"
         try:
-            os.link(path, tmp)
+            os.link(path, tmp, dst_dir_fd=directory, follow_symlinks=False)
         except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+            if exc.errno not in _NO_LINK:
                 raise
-            shutil.copyfile(path, tmp)
-            os.chmod(tmp, 0o600)
-        os.replace(tmp, self.data)
-        meta = {"url": self.url, "size": os.stat(self.data).st_size, "mtime": info.mtime,
+            source = os.open(path, os.O_RDONLY | _OPEN)
+            try:
+                _copy(source, tmp, directory)
+            finally:
+                os.close(source)
+        os.replace(tmp, self.data, src_dir_fd=directory, dst_dir_fd=directory)
+        size = os.stat(self.data, dir_fd=directory, follow_symlinks=False).st_size
+        meta = {"url": self.url, "trust": self.trust, "size": size, "mtime": info.mtime,
                 "etag": info.etag, "sha256": sha256, "stored": time.time()}
-        tmp_meta = self.meta_path + ".tmp"
-        with open(tmp_meta, "w") as handle:
-            json.dump(meta, handle)
-        os.replace(tmp_meta, self.meta_path)
+        self.cache.dir.write_new(directory, self.meta_name, json.dumps(meta).encode())
 
 
 class Cache:
-    """The cache directory, created mode 0700 on first use."""
+    """The cache directory the administrator prepared; see the module docstring."""
 
     def __init__(self, directory: str, max_size: int = DEFAULT_CACHE_SIZE) -> None:
-        self.directory = os.path.abspath(directory)
-        self.max_size = max_size
-        try:
-            os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        except OSError as exc:
-            raise BootError(f"{self.directory}: cannot create the cache: {exc.strerror or exc}") from None
+        self.dir: CacheDir = open_cache_dir(directory)
+        #: --cache-size can lower the administrator's limit, never raise it.
+        self.max_size = min(max_size, self.dir.max_size)
+
+    @property
+    def directory(self) -> str:
+        return self.dir.path
 
     @staticmethod
     def cacheable(ref: FileRef) -> bool:
         """Only files whose change the transport can see are worth caching."""
         info = ref.info
-        return getattr(ref.tree, "cacheable", False) and info.size is not None and (info.etag is not None or info.mtime is not None)
+        return (getattr(ref.tree, "cacheable", False) and info.size is not None
+                and (info.etag is not None or info.mtime is not None))
 
-    def entries_for(self, refs: List[Tuple[str, FileRef]]) -> Dict[str, Entry]:
-        """Lock the entries of the cacheable files (in a fixed order: no deadlock)."""
-        entries = {
-            role: Entry(self, _cache_key(ref)) for role, ref in refs if self.cacheable(ref)
-        }
-        locked: List[Entry] = []
-        try:
-            for entry in sorted(entries.values(), key=lambda e: e.base):
-                entry.lock()
-                locked.append(entry)
-        except BaseException:
-            for entry in locked:
-                entry.unlock()
-            raise
-        return entries
+    def entry(self, ref: FileRef, trust: str) -> Entry:
+        return Entry(self, ref.url, trust)
+
+    def close(self) -> None:
+        self.dir.close()
 
     def evict(self) -> None:
-        """Drop least recently used entries until the cache fits its limit."""
-        found = []
+        """Drop least recently used entries until the cache fits its limit,
+        and temporary files that a killed boot left behind."""
+        found: List[Tuple[float, int, str, int]] = []
         total = 0
-        for meta_path in _iter_files(self.directory, ".json"):
-            data = meta_path[: -len(".json")] + ".data"
+        now = time.time()
+        for sub, name in self.dir.files():
             try:
-                size = os.stat(data).st_size
-                used = os.stat(meta_path).st_mtime
+                st = os.stat(name, dir_fd=sub, follow_symlinks=False)
             except OSError:
                 continue
-            total += size
-            found.append((used, meta_path, data, size))
-        for used, meta_path, data, size in sorted(found):
+            if name.endswith(".tmp") and now - st.st_mtime > STALE_TEMPORARY:
+                _unlink(sub, name)
+            elif name.endswith(".json"):
+                try:
+                    size = os.stat(name[:-5] + ".data", dir_fd=sub, follow_symlinks=False).st_size
+                except OSError:
+                    continue
+                total += size
+                found.append((st.st_mtime, sub, name[:-5], size))
+        for _, sub, base, size in sorted(found):
             if total <= self.max_size:
                 break
-            lock_path = meta_path[: -len(".json")] + ".lock"
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                os.close(fd)
-                continue  # in use by another boot
-            try:
-                for path in (meta_path, data):
-                    try:
-                        os.unlink(path)
-                    except FileNotFoundError:
-                        pass
+            if _remove_entry(sub, base):
                 total -= size
-            finally:
-                os.close(fd)
 
 
-def _cache_key(ref: FileRef) -> str:
-    """The source URL as shown (passwords are never part of a key or a file)."""
-    return ref.url
+#: Why a hard link may fail where a copy works (another filesystem, or none of links).
+_NO_LINK = (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP)
 
 
-def _iter_files(directory: str, suffix: str) -> Iterator[str]:
-    for sub in os.scandir(directory):
-        if not sub.is_dir(follow_symlinks=False):
-            continue
-        for entry in os.scandir(sub.path):
-            if entry.name.endswith(suffix) and entry.is_file(follow_symlinks=False):
-                yield entry.path
+def _copy(source: int, name: str, directory: Optional[int]) -> None:
+    """Copy the open file *source* to a new file *name* (mode 0600)."""
+    target = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _OPEN, 0o600, dir_fd=directory)
+    try:
+        offset = 0
+        while True:
+            count = os.sendfile(target, source, offset, 1 << 30)
+            if not count:
+                break
+            offset += count
+    finally:
+        os.close(target)
 
 
-def _file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _unlink(directory: int, name: str) -> None:
+    try:
+        os.unlink(name, dir_fd=directory)
+    except FileNotFoundError:
+        pass
+
+
+def _remove_entry(directory: int, base: str) -> bool:
+    """Remove an entry unless a boot holds its lock; True if it was removed."""
+    fd = os.open(base + ".lock", os.O_RDWR | os.O_CREAT | _OPEN, 0o600, dir_fd=directory)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    try:
+        for suffix in (".json", ".data"):
+            _unlink(directory, base + suffix)
+    finally:
+        os.close(fd)
+    return True
+
+
+def lock_entries(entries: Dict[str, Entry]) -> Tuple[Dict[str, Entry], List[str]]:
+    """Lock *entries* in a fixed order.
+
+    Returns the locked ones and, for each one left out, why: its holder
+    stalled, or its lock file is not one of the cache's own.
+    """
+    locked: Dict[str, Entry] = {}
+    skipped: List[str] = []
+    try:
+        for role, entry in sorted(entries.items(), key=lambda item: item[1].key):
+            try:
+                if entry.try_lock():
+                    locked[role] = entry
+                else:
+                    skipped.append(f"the cached {role} is being fetched by a boot that makes "
+                                   "no progress; fetching it without the cache")
+            except OSError as exc:
+                skipped.append(f"cannot lock the cache entry of the {role} "
+                               f"({exc.strerror or exc}); fetching it without the cache")
+    except BaseException:
+        for entry in locked.values():
+            entry.unlock()
+        raise
+    return locked, skipped
+
+
+def iter_entries(cache: Cache) -> Iterator[str]:
+    """The keys of the complete entries (for tools and tests)."""
+    for _, name in cache.dir.files():
+        if name.endswith(".json"):
+            yield name[:-5]

@@ -212,6 +212,10 @@ class Sink:
             on_complete(self)
         return n
 
+    def digest_matches(self) -> bool:
+        """Whether what was written so far has the SHA-256 asked for (or none was)."""
+        return self._digest is None or self._digest.hexdigest() == self.want_sha256
+
     def rewind(self) -> None:
         """Forget what was written, to restart a transfer from its first byte."""
         self.fileobj.seek(0)

@@ -1,0 +1,191 @@
+"""Stream the selected files into their output files, through the cache when there is one.
+
+Files in the same tree are fetched together (the curl transport overlaps
+them on one multi handle).  Each cached file's lock is held only while that
+file is fetched: a kernel's entry is stored and released the moment its last
+byte is in, while the ramdisk may still be arriving (see :mod:`.cache`).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
+
+from .boot import Target, check_free_space, safe_basename
+from .layout import FileRef, Selection
+from .transports import Sink, TransportOptions, Tree
+from .ui import UI, Progress, human_size
+
+if TYPE_CHECKING:
+    from .cache import Cache, Entry
+    from .check import BootChecker
+
+Refs = List[Tuple[str, FileRef]]
+
+
+def selection_refs(selection: Selection) -> Refs:
+    refs: Refs = [("kernel", selection.kernel)]
+    if selection.ramdisk is not None:
+        refs.append(("ramdisk", selection.ramdisk))
+    return refs
+
+
+def download(
+    selection: Selection,
+    targets: Dict[str, Target],
+    options: TransportOptions,
+    ui: UI,
+    cache: Optional["Cache"] = None,
+    checker: Optional["BootChecker"] = None,
+) -> Dict[str, Tuple[str, int]]:
+    """Fill the targets of *selection*; return each role's (basename, size)."""
+    refs = selection_refs(selection)
+    entries = _lock(cache, refs, options, ui) if cache is not None else {}
+    stored = False
+    try:
+        sizes: Dict[str, int] = {}
+        misses: Refs = []
+        for role, ref in refs:
+            entry = entries.get(role)
+            if entry is not None and _take(entry, targets[role], ref, sizes, role):
+                ui.info(f"Using the cached {role} {ref.url} ({human_size(ref.info.size)})")
+                entry.unlock()
+                del entries[role]
+            else:
+                misses.append((role, ref))
+        sizes.update(_stream(misses, targets, options, ui, checker, entries))
+        for role, ref in misses:  # sizes not announced: stored only now
+            if role in entries:
+                _store(entries.pop(role), targets[role], ref)
+        stored = bool(misses) and cache is not None
+        if checker is not None:
+            checker.check(*[(targets[role].read_fd, ref.url) for role, ref in refs])
+    except BaseException:
+        for target in targets.values():
+            target.discard()
+        raise
+    finally:
+        for entry in entries.values():
+            entry.unlock()
+    if stored and cache is not None:
+        cache.evict()
+    return {role: (safe_basename(ref.path, role), sizes[role]) for role, ref in refs}
+
+
+def _take(entry: "Entry", target: Target, ref: FileRef, sizes: Dict[str, int], role: str) -> bool:
+    """Fill *target* from a still valid entry; False (a download, then) otherwise."""
+    try:
+        if not entry.valid_for(ref.info, ref.sha256):
+            return False
+        sizes[role] = target.fill_from(entry)
+    except OSError:
+        return False
+    return True
+
+
+def _lock(cache: "Cache", refs: Refs, options: TransportOptions, ui: UI) -> Dict[str, "Entry"]:
+    """The locked entries of the cacheable files; a stalled holder's are left out."""
+    from .cache import lock_entries, trust_of
+
+    wanted = {}
+    for role, ref in refs:
+        trust = trust_of(getattr(ref.tree, "scheme", ""), options.insecure, options.ca_cert_data)
+        if trust is not None and cache.cacheable(ref):
+            wanted[role] = cache.entry(ref, trust)
+    locked, skipped = lock_entries(wanted)
+    for why in skipped:
+        ui.info(why[0].upper() + why[1:])
+    return locked
+
+
+def _store(entry: "Entry", target: Target, ref: FileRef) -> None:
+    """Keep a complete, verified file in the cache and release its lock.
+
+    The cache only saves time: a file it cannot keep is booted all the same.
+    """
+    try:
+        target.fileobj.flush()
+        entry.store(target.partial, ref.info, ref.sha256)
+    except OSError:
+        pass
+    finally:
+        entry.unlock()
+
+
+def _on_complete(hooks: List[Callable[[Sink], None]]) -> Optional[Callable[[Sink], None]]:
+    if not hooks:
+        return None
+
+    def run(sink: Sink) -> None:
+        for hook in hooks:
+            hook(sink)
+
+    return run
+
+
+def _progress(bar: Optional[Progress], entry: Optional["Entry"]) -> Optional[Callable[[Sink], None]]:
+    if entry is None:
+        return bar
+
+    def both(sink: Sink) -> None:
+        entry.progress(sink.written)
+        if bar is not None:
+            bar(sink)
+
+    return both
+
+
+def _stream(
+    refs: Refs,
+    targets: Dict[str, Target],
+    options: TransportOptions,
+    ui: UI,
+    checker: Optional["BootChecker"],
+    entries: Dict[str, "Entry"],
+) -> Dict[str, int]:
+    """Download *refs* into their targets; return the bytes written per role.
+
+    A file whose entry is locked is stored, and its lock released, as soon as
+    its last byte is written and its checksum holds; *entries* loses it then.
+    """
+    if not refs:
+        return {}
+    check_free_space(targets[refs[0][0]], [ref for _, ref in refs])
+    sinks: List[Tuple[str, Sink, Optional[Progress]]] = []
+    by_tree: Dict[int, List[Tuple[Tree, str, Sink]]] = {}
+    for role, ref in refs:
+        ui.info(f"Fetching {role} {ref.url} ({human_size(ref.info.size)})")
+        bar = ui.progress(role)
+        target = targets[role]
+        entry = entries.get(role)
+        hooks: List[Callable[[Sink], None]] = []
+        if entry is not None:
+            hooks.append(functools.partial(_complete_entry, entries, role, target, ref))
+        if checker is not None and role == "kernel":
+            hooks.append(functools.partial(checker.kernel_complete, fd=target.read_fd))
+        sink = Sink(target.fileobj, ref.url, max_size=options.max_size,
+                    progress=_progress(bar, entry), sha256=ref.sha256,
+                    on_complete=_on_complete(hooks))
+        sink.expect(ref.info.size)
+        sinks.append((role, sink, bar))
+        by_tree.setdefault(id(ref.tree), []).append((ref.tree, ref.path, sink))
+    for jobs in by_tree.values():
+        jobs[0][0].fetch_many([(path, sink) for _, path, sink in jobs])
+    for role, sink, bar in sinks:
+        targets[role].finish()
+        if bar is not None:
+            bar.done(sink)
+    return {role: sink.written for role, sink, _ in sinks}
+
+
+def _complete_entry(entries: Dict[str, "Entry"], role: str, target: Target, ref: FileRef,
+                    sink: Sink) -> None:
+    """The last byte is in: store the file if it is what was asked for."""
+    entry = entries.get(role)
+    if entry is None or not sink.digest_matches():
+        return
+    del entries[role]
+    _store(entry, target, ref)
+
+
+__all__ = ["download", "selection_refs"]
