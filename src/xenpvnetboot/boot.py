@@ -19,6 +19,7 @@ from .ui import human_size
 
 if TYPE_CHECKING:
     from .cache import Entry
+    from .inject import Appended
 
 PREFIX = "xenpvboot."
 WRITE_BUFFER = 1 << 20
@@ -102,6 +103,7 @@ class Target:
         except OSError as exc:
             raise BootError(f"{directory}: cannot create a file: {exc.strerror or exc}") from None
         CLEANUP.add_file(partial)
+        CLEANUP.add_file(partial + ".private")  # a copy to inject into (see append)
         return cls(directory, partial, os.fdopen(fd, "wb", buffering=WRITE_BUFFER))
 
     def discard(self) -> None:
@@ -121,6 +123,18 @@ class Target:
         self.linked = True
         self.read_fd = os.open(self.partial, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
         return os.fstat(self.read_fd).st_size
+
+    def append(self, data: bytes, where: str) -> "Appended":
+        """Add *data* at the end of this file alone, never of a cache entry linked with it."""
+        from .inject import append_archive, private_descriptor
+
+        assert self.read_fd is not None
+        fd = private_descriptor(self.read_fd, self.partial, where)
+        if fd != self.read_fd:
+            os.close(self.read_fd)
+            self.read_fd = fd
+            self.linked = True  # a new file is at self.partial: the parent must lstat it
+        return append_archive(fd, data, where)
 
     def size_now(self, linked: bool) -> int:
         """The file's size as the parent sees it after the worker is done.

@@ -15,7 +15,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
 
 from .boot import Target, prepare_output_directory
 from .check import BootChecker
@@ -33,6 +33,7 @@ from .worker import check_report_file, max_boot_seconds, run_worker
 
 if TYPE_CHECKING:
     from .cache import Cache
+    from .inject import AnswerFile
 
 #: Seconds before libxl's restrict-mode kill at which retries stop, so that the
 #: failure is reported by us, naming the server, rather than by the kill.
@@ -137,39 +138,85 @@ def open_cache(request: Request, ui: UI) -> Optional["Cache"]:
         return None
 
 
-def kernel_args(request: Request, install_args: str) -> str:
-    """--args, plus the installer's source unless given there or --no-install-args."""
-    if not request.install_args or not install_args:
+def kernel_args(request: Request, install_args: str, installer: Optional[str] = None,
+                answers: Sequence["AnswerFile"] = ()) -> str:
+    """--args, plus the installer's source and the arguments of the injected
+    answer files, unless given there already or --no-install-args."""
+    extra = [install_args] if install_args else []
+    if answers:
+        from .inject import answer_args
+
+        legacy = install_args.split("=", 1)[0] in ("repo", "method")
+        extra.append(answer_args([answer.name for answer in answers], installer, request.args,
+                                 legacy_anaconda=legacy))
+    words = " ".join(part for part in extra if part)
+    if not request.install_args or not words:
         return request.args
-    return merge_install_args(request.args, install_args)
+    return merge_install_args(request.args, words)
+
+
+#: Where restricted mode takes --initrd-inject files from, unless the
+#: administrator's environment names others (XENPVNETBOOT_INJECT_DIRS).
+INJECT_DIRS = ("/etc/xen/answers",)
+ENV_INJECT_DIRS = "XENPVNETBOOT_INJECT_DIRS"
+
+
+def load_answers(request: Request) -> Tuple["AnswerFile", ...]:
+    """Read --initrd-inject's files, as root, before anything is fetched.
+
+    Their bytes end up in the guest.  Outside restricted mode the
+    configuration is trusted as far as ``kernel =`` is (libxl reads that as
+    root too); in restricted mode only the administrator's directories are
+    read, so a configuration cannot copy a root-only file into its guest.
+    """
+    if not request.initrd_inject:
+        return ()
+    from .inject import load_answer_files
+
+    allowed: Optional[Sequence[str]] = None
+    if request.runas is not None:
+        configured = os.environ.get(ENV_INJECT_DIRS)
+        allowed = [path for path in configured.split(":") if path] if configured else INJECT_DIRS
+    return load_answer_files(request.initrd_inject, allowed=allowed)
 
 
 # -- what the worker does -------------------------------------------------------------
 
 
 def fetch_job(request: Request, options: TransportOptions, ui: UI,
-              targets: Dict[str, Target]) -> Dict[str, Any]:
+              targets: Dict[str, Target], archive: bytes = b"") -> Dict[str, Any]:
     """In the worker: choose the files, stream them into *targets*, report."""
     with contextlib.ExitStack() as trees:
         selection = choose(request, options, ui, trees)
+        if archive and selection.ramdisk is None:
+            raise UsageError(f"--initrd-inject needs a ramdisk to add the files to, and "
+                             f"{selection.reason} has none")
         checker = BootChecker(request.check, request.guest_type, request.arch, ui)
         cache = open_cache(request, ui)
         try:
-            fetched = download(selection, targets, options, ui, cache=cache, checker=checker)
+            fetched = download(selection, targets, options, ui, cache=cache, checker=checker,
+                               inject=archive)
         finally:
             if cache is not None:
                 cache.close()
-    report: Dict[str, Any] = {"install_args": selection.install_args}
+    report: Dict[str, Any] = {"install_args": selection.install_args,
+                              "installer": selection.installer}
     for role, (name, size) in fetched.items():
         report[role] = {"name": name, "size": size, "linked": targets[role].linked}
     return report
 
 
-def dry_run_job(request: Request, options: TransportOptions, ui: UI) -> Dict[str, Any]:
+def dry_run_job(request: Request, options: TransportOptions, ui: UI,
+                answers: Sequence["AnswerFile"] = ()) -> Dict[str, Any]:
     """In the worker: show what would be booted; fetch nothing, write no file."""
     with contextlib.ExitStack() as trees:
         selection = choose(request, options, ui, trees)
-        sys.stdout.write(describe(selection, kernel_args(request, selection.install_args)))
+        args = kernel_args(request, selection.install_args, selection.installer, answers)
+        sys.stdout.write(describe(selection, args))
+        if answers:
+            from .inject import describe as describe_answers
+
+            sys.stdout.write("".join(line + "\n" for line in describe_answers(answers)))
         sys.stdout.flush()
     return {}
 
@@ -186,29 +233,38 @@ def boot(request: Request) -> int:
     options = transport_options(request, ui, deadlines.retry)
     if request.insecure:
         ui.warning("TLS certificate verification is disabled (--insecure)")
+    answers = load_answers(request)
+    file_limit = request.max_size
+    archive = b""
+    if answers:
+        from .inject import MAX_APPENDED, newc_archive
+
+        archive = newc_archive(answers)
+        file_limit += MAX_APPENDED
     if request.dry_run:
-        options, seccomp = _prepare_worker(request, options)
-        run_worker(lambda: dry_run_job(request, options, ui), deadlines.kill,
-                   uid=request.runas, max_file_size=request.max_size, seccomp=seccomp)
+        options, seccomp = _prepare_worker(request, options, bool(answers))
+        run_worker(lambda: dry_run_job(request, options, ui, answers), deadlines.kill,
+                   uid=request.runas, max_file_size=file_limit, seccomp=seccomp)
         return 0
     directory = prepare_output_directory(request.output_directory)
     # Refuse a result libxl could not parse before spending time on downloads.
     probe = os.path.join(directory, "xenpvboot.check")
     format_result(BootResult(probe, probe, request.args), request.output_format)
     targets = {role: Target.create(directory, role) for role in ROLES}
-    options, seccomp = _prepare_worker(request, options)
-    report = run_worker(lambda: fetch_job(request, options, ui, targets), deadlines.kill,
-                        uid=request.runas, max_file_size=request.max_size, seccomp=seccomp)
+    options, seccomp = _prepare_worker(request, options, bool(answers))
+    report = run_worker(lambda: fetch_job(request, options, ui, targets, archive), deadlines.kill,
+                        uid=request.runas, max_file_size=file_limit, seccomp=seccomp)
     names = _checked_files(report, targets, restricted=request.runas is not None)
     install_args = report.get("install_args", "")
-    if not isinstance(install_args, str):
+    installer = report.get("installer")
+    if not isinstance(install_args, str) or not isinstance(installer, (str, type(None))):
         raise BootError("the worker process sent a bad report")
     kernel = targets["kernel"].commit(names["kernel"])
     ramdisk: Optional[str] = None
     if "ramdisk" in names:
         ramdisk = targets["ramdisk"].commit(names["ramdisk"])
-    data = format_result(BootResult(kernel, ramdisk, kernel_args(request, install_args)),
-                         request.output_format)
+    args = kernel_args(request, install_args, installer, answers)
+    data = format_result(BootResult(kernel, ramdisk, args), request.output_format)
     write_result(data, request.output)
     CLEANUP.keep(kernel)
     if ramdisk:
@@ -216,7 +272,8 @@ def boot(request: Request) -> int:
     return 0
 
 
-def _prepare_worker(request: Request, options: TransportOptions):  # type: ignore[no-untyped-def]
+def _prepare_worker(request: Request, options: TransportOptions,  # type: ignore[no-untyped-def]
+                    injecting: bool = False):
     """What a --runas worker needs from root before it drops: the disk libxl
     passed (opened as root), the --ca-cert bundle, every module it will run,
     and libseccomp.  Returns the options to use and the seccomp module."""
@@ -231,7 +288,7 @@ def _prepare_worker(request: Request, options: TransportOptions):  # type: ignor
     if request.location is not None:
         preopen_disk(request.location, request.disk)
     preload(request.own_locations)
-    if request.check != "off":
+    if request.check != "off" or injecting:  # appending reads the ramdisk's start
         from .check import preload as preload_check
 
         preload_check()

@@ -178,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="TFTP block size to ask for (default: the largest that fits the path MTU "
         "unfragmented: 1468 on Ethernet)")
     add("--tftp-windowsize", metavar="BLOCKS", type=int, help="TFTP window size to ask for (default 16)")
+    add("--initrd-inject", metavar="PATH", action="append", default=[], dest="initrd_inject",
+        help="add this local file (kickstart, preseed, AutoYaST profile) at the root of the "
+        "installer's ramdisk; repeatable")
     add("--runas", metavar="UID", type=parse_uid, action=_Once,
         help="do the network work and parsing as this unprivileged uid (libxl's bootloader_restrict)")
     add("disks", nargs="*", metavar="DISK", help=argparse.SUPPRESS)

@@ -37,8 +37,14 @@ def download(
     ui: UI,
     cache: Optional["Cache"] = None,
     checker: Optional["BootChecker"] = None,
+    inject: bytes = b"",
 ) -> Dict[str, Tuple[str, int]]:
-    """Fill the targets of *selection*; return each role's (basename, size)."""
+    """Fill the targets of *selection*; return each role's (basename, size).
+
+    *inject* (a cpio archive of ``--initrd-inject``'s files) is appended to
+    the ramdisk's output file after its checksum held and before the check
+    reads it; a cached copy is never changed.
+    """
     refs = selection_refs(selection)
     entries = _lock(cache, refs, options, ui) if cache is not None else {}
     stored = False
@@ -58,6 +64,11 @@ def download(
             if role in entries:
                 _store(entries.pop(role), targets[role], ref)
         stored = bool(misses) and cache is not None
+        if inject and "ramdisk" in sizes:
+            appended = targets["ramdisk"].append(inject, dict(refs)["ramdisk"].url)
+            sizes["ramdisk"] = appended.size
+            if appended.note:
+                ui.warning(appended.note)
         if checker is not None:
             checker.check(*[(targets[role].read_fd, ref.url) for role, ref in refs])
     except BaseException:

@@ -84,7 +84,7 @@ def select_files(
         if ramdisk is None:
             return found
         return Selection(found.kernel, resolve(ramdisk), found.reason + ", explicit ramdisk",
-                         found.install_args)
+                         found.install_args, found.installer)
     kernel_ref = resolve(kernel)
     if ramdisk is not None:
         return Selection(kernel_ref, resolve(ramdisk), "explicit kernel and ramdisk")

@@ -48,6 +48,8 @@ class Request:
     no_cache: bool = False
     tftp_blksize: Optional[int] = None
     tftp_windowsize: Optional[int] = None
+    #: ``--initrd-inject`` paths, in the order given.
+    initrd_inject: Tuple[str, ...] = ()
 
     @property
     def own_locations(self) -> Tuple[Location, ...]:
@@ -87,4 +89,5 @@ def from_args(ns: argparse.Namespace) -> Request:
         no_cache=ns.no_cache,
         tftp_blksize=ns.tftp_blksize,
         tftp_windowsize=ns.tftp_windowsize,
+        initrd_inject=tuple(ns.initrd_inject),
     )

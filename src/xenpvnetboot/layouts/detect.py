@@ -104,7 +104,7 @@ class Probe:
 
 def _selection(
     probe: Probe, pair: Pair, infos: Tuple[FileInfo, FileInfo], reason: str, args: str = "",
-    sums: Tuple[Optional[str], Optional[str]] = (None, None),
+    sums: Tuple[Optional[str], Optional[str]] = (None, None), installer: Optional[str] = None,
 ) -> Selection:
     tree = probe.tree
     return Selection(
@@ -112,6 +112,7 @@ def _selection(
         FileRef(tree, pair.ramdisk, infos[1], sums[1]),
         reason,
         args,
+        installer,
     )
 
 
@@ -153,6 +154,7 @@ def from_treeinfo(
         return _selection(
             probe, pair, infos, f"{info.label} ({name} [images-{platform}])",
             _treeinfo_args(probe, info), (info.sha256(kernel), info.sha256(ramdisk)),
+            LINUXRC if info.is_suse else ANACONDA,
         )
     if missing:
         raise TreeInfoError(
@@ -188,7 +190,7 @@ def search(
         what = f"{candidate.row.what} in {_where(pair.kernel)}"
         reason = f"{label} ({marker}; {what})" if label else f"{candidate.family.name}, {what}"
         args = install_args(probe.tree, candidate.family.installer, name, version)
-        return _selection(probe, pair, infos, reason, args)
+        return _selection(probe, pair, infos, reason, args, installer=candidate.family.installer)
     return None
 
 

@@ -46,3 +46,5 @@ class Selection:
     reason: str
     #: Kernel arguments the detected installer needs (e.g. ``inst.repo=<location>``).
     install_args: str = ""
+    #: The tree's installer (``layouts.table.ANACONDA``, ``LINUXRC``), if recognised.
+    installer: Optional[str] = None
