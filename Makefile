@@ -1,7 +1,8 @@
 # xenpvnetboot: install, build and check.
 #
 #   make install                      pip-install into PREFIX, install the manual
-#                                     page, link XEN_BIN_DIR/xenpvnetboot to the command
+#                                     page, link XEN_BIN_DIR/xenpvnetboot to the command,
+#                                     prepare CACHE_DIR as the download cache
 #   make install DESTDIR=/tmp/stage   the same below a staging directory
 #   make uninstall                    undo make install (without DESTDIR)
 #   make man                          regenerate docs/xenpvnetboot.1 from its source
@@ -27,6 +28,8 @@ PIP_FLAGS   ?=
 # for the default prefix, /usr/libexec/xen/bin on Fedora, /usr/lib/xen-4.17/bin
 # on Debian 12.
 XEN_BIN_DIR ?= /usr/lib/xen/bin
+# The shared download cache, prepared (mode 0700, tagged) unless it exists.
+CACHE_DIR   ?= /var/cache/xenpvnetboot
 
 # Where pip puts the command and the data files for this PYTHON and PREFIX,
 # asked of pip itself: "<scripts dir> <data dir>".
@@ -48,6 +51,10 @@ install:
 	install -d "$(DESTDIR)$(MANDIR)/man1" "$(DESTDIR)$(XEN_BIN_DIR)"
 	install -m 0644 docs/xenpvnetboot.1 "$(DESTDIR)$(MANDIR)/man1/xenpvnetboot.1"
 	ln -sfn "$(BINDIR)/xenpvnetboot" "$(DESTDIR)$(XEN_BIN_DIR)/xenpvnetboot"
+	install -d -m 0700 "$(DESTDIR)$(CACHE_DIR)"
+	test -e "$(DESTDIR)$(CACHE_DIR)/CACHEDIR.TAG" || PYTHONPATH=src $(PYTHON) -c \
+		'import sys; from xenpvnetboot.cachedir import tag_text; open(sys.argv[1], "wb").write(tag_text(4 << 30))' \
+		"$(DESTDIR)$(CACHE_DIR)/CACHEDIR.TAG"
 
 uninstall:
 	$(PYTHON) -m pip uninstall --yes --root-user-action=ignore xenpvnetboot

@@ -180,6 +180,12 @@ def test_make_install_into_destdir(tree, tmp_path):
     assert os.access(command, os.X_OK)
     link = os.path.join(stage, "usr/lib/xen/bin/xenpvnetboot")  # XEN_BIN_DIR's default
     assert os.path.islink(link) and os.readlink(link) == "/usr/bin/xenpvnetboot"
+    cache = os.path.join(stage, "var/cache/xenpvnetboot")
+    assert os.stat(cache).st_mode & 0o777 == 0o700
+    from xenpvnetboot.cachedir import SIGNATURE
+
+    with open(os.path.join(cache, "CACHEDIR.TAG"), "rb") as handle:
+        assert handle.read().startswith(SIGNATURE)
     assert read(os.path.join(stage, "usr", MAN_PAGE)) == read(os.path.join(ROOT, "docs", "xenpvnetboot.1"))
     (site,) = glob.glob(os.path.join(stage, "usr/lib/python3*/site-packages"))
     assert os.path.isfile(os.path.join(site, "xenpvnetboot", "__init__.py"))

@@ -179,6 +179,12 @@ def open_cache_dir(path: str) -> CacheDir:
         raise
 
 
+def tag_text(max_size: int) -> bytes:
+    """The ``CACHEDIR.TAG`` of a cache of at most *max_size* bytes."""
+    return (SIGNATURE + b"\n# This directory is the download cache of xenpvnetboot.\n"
+            + LIMIT_LINE + str(max_size).encode() + b"\n")
+
+
 def init_cache(path: str, max_size: int) -> None:
     """Create (or re-mark) *path* as the cache, mode 0700, with its size limit."""
     path = os.path.normpath(os.path.abspath(path))
@@ -188,8 +194,7 @@ def init_cache(path: str, max_size: int) -> None:
     finally:
         os.umask(old)
     check_path(path)
-    text = (SIGNATURE + b"\n# This directory is the download cache of xenpvnetboot.\n"
-            + LIMIT_LINE + str(max_size).encode() + b"\n")
+    text = tag_text(max_size)
     fd = os.open(path, _DIR_FLAGS)
     try:
         CacheDir(path, fd, max_size).write_new(fd, TAG_NAME, text)

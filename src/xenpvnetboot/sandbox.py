@@ -86,16 +86,21 @@ def _libc() -> ctypes.CDLL:
 
 
 def load_seccomp() -> Any:
-    """Import pyseccomp (it finds libseccomp at import); None when unavailable.
+    """libseccomp's Python binding: pyseccomp (pip) or seccomp (Debian's
+    python3-seccomp, the same interface); None when neither is there.
 
     Imported before the drop: afterwards the worker may neither read the
-    Python installation nor run ``ldconfig``.
+    Python installation nor run ``ldconfig`` (pyseccomp finds the library
+    with it at import).
     """
-    try:
-        import pyseccomp
-    except (ImportError, RuntimeError, OSError):
-        return None
-    return pyseccomp
+    import importlib
+
+    for name in ("pyseccomp", "seccomp"):
+        try:
+            return importlib.import_module(name)
+        except (ImportError, RuntimeError, OSError):
+            continue
+    return None
 
 
 def seccomp_rules(pid: int) -> List[Tuple[str, int, Tuple[Tuple[int, str, int, int], ...]]]:
