@@ -151,11 +151,11 @@ def main() -> None:
 
 def block_size_run(run: Callable[[], None], size: int) -> Callable[[], None]:
     def sized() -> None:
-        saved, nfs.BLOCK = nfs.BLOCK, size
+        saved, nfs.tree.BLOCK = nfs.tree.BLOCK, size
         try:
             run()
         finally:
-            nfs.BLOCK = saved
+            nfs.tree.BLOCK = saved
 
     return sized
 
