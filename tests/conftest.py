@@ -96,6 +96,19 @@ def ftp_server(sample_root):
 
 
 @pytest.fixture
+def public_dir():
+    """A directory below /tmp that an unprivileged uid can reach (pytest's
+    tmp_path is 0700), and that other users could write into too (sticky /tmp)."""
+    import tempfile
+    from pathlib import Path
+
+    path = tempfile.mkdtemp(prefix="xenpvnetboot-test.", dir="/tmp")
+    os.chmod(path, 0o755)
+    yield Path(path)
+    shutil.rmtree(path)
+
+
+@pytest.fixture
 def workdir(tmp_path):
     """A fresh directory standing in for libxl's /var/run/xen."""
     path = tmp_path / "xen"

@@ -108,8 +108,8 @@ def _plant(cache, url, data, trust="plain"):
 
 
 @pytest.mark.parametrize("flaw", ["owner", "writable", "symlink"])
-def test_directory_someone_else_controls_is_refused(server, tree, public_tmp, tmp_path, flaw):
-    cache = public_tmp / "cache"
+def test_directory_someone_else_controls_is_refused(server, tree, public_dir, tmp_path, flaw):
+    cache = public_dir / "cache"
     init_cache(str(cache), 1 << 30)
     url = server.url("images/pxeboot/vmlinuz")
     base, json, _ = _plant(str(cache), url, EVIL)
@@ -124,7 +124,7 @@ def test_directory_someone_else_controls_is_refused(server, tree, public_tmp, tm
     elif flaw == "writable":
         os.chmod(cache, 0o777)
     else:
-        named = public_tmp / "link"
+        named = public_dir / "link"
         os.symlink(cache, named)
     run = _boot(server, tmp_path, "one", named)
     assert run.status == 0, run.console
@@ -307,18 +307,6 @@ def test_a_stalled_holder_is_left_alone(tree, tmp_path):
 def _mkdir(path):
     path.mkdir()
     return path
-
-
-@pytest.fixture
-def public_tmp():
-    """A directory below /tmp (sticky, world-writable) that others could use too."""
-    import shutil
-    import tempfile
-    from pathlib import Path
-
-    path = tempfile.mkdtemp(prefix="xenpvnetboot-cache.", dir="/tmp")
-    yield Path(path)
-    shutil.rmtree(path)
 
 
 def test_open_cache_dir_refuses_relative_paths():

@@ -6,7 +6,6 @@ it can no longer do, and that the boot still succeeds.
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import stat
@@ -15,6 +14,7 @@ import pytest
 from support.env import need_root
 from support.http_server import TestHTTPServer
 from support.libxl import run_bootloader
+from support.dropped import run_dropped
 from support.trees import expected
 
 from xenpvnetboot import sandbox
@@ -43,19 +43,6 @@ def test_boot_over_http_as_unprivileged_uid(http_server, workdir):
 def test_named_user_nobody(http_server, workdir):
     run = run_bootloader([f"--location={http_server.url('OL6')}"], workdir, runas=65534)
     assert run.status == 0, run.console
-
-
-@pytest.fixture
-def public_dir():
-    """A directory the unprivileged uid can reach (pytest's tmp_path is 0700)."""
-    import shutil
-    import tempfile
-    from pathlib import Path
-
-    path = tempfile.mkdtemp(prefix="xenpvnetboot-test.", dir="/tmp")
-    os.chmod(path, 0o755)
-    yield Path(path)
-    shutil.rmtree(path)
 
 
 def test_root_only_file_cannot_be_read(public_dir, tmp_path, workdir):
@@ -87,29 +74,6 @@ def test_private_ca_readable_by_root_only(https_server, ca_file, tmp_path, workd
     run = run_bootloader([f"--location={https_server.url('OL6')}", f"--ca-cert={ca}"],
                          workdir, runas=UID)
     assert run.status == 0, run.console
-
-
-def _in_dropped_child(uid, check):
-    """Fork, drop privileges for real, run *check*, return what it reported."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(read_fd)
-            sandbox.drop_privileges(uid, 1 << 20, sandbox.load_seccomp())
-            os.write(write_fd, json.dumps(check()).encode())
-        finally:
-            os._exit(0)
-    os.close(write_fd)
-    data = b""
-    while True:
-        chunk = os.read(read_fd, 65536)
-        if not chunk:
-            break
-        data += chunk
-    os.close(read_fd)
-    os.waitpid(pid, 0)
-    return json.loads(data)
 
 
 def _attempt(action):
@@ -145,7 +109,7 @@ def test_dropped_child_cannot_read_or_write(tmp_path):
             "setuid_back": _attempt(lambda: os.setuid(0)),
         }
 
-    result = _in_dropped_child(UID, check)
+    result = run_dropped(UID, check)
     assert result["uid"] == [UID, UID]
     assert result["gid"] == [UID, UID]
     assert result["groups"] == [UID]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes
 import encodings.idna  # noqa: F401  (the dropped child resolves names; the worker preloads it too)
 import errno
-import json
 import os
 import signal
 import socket
@@ -20,6 +19,7 @@ import sys
 import time
 
 import pytest
+from support.dropped import run_dropped
 from support.env import need_root
 from support.http_server import TestHTTPServer
 from support.libxl import BOOTLOADER, build_argv, run_bootloader
@@ -54,19 +54,6 @@ def test_dry_run_runs_unprivileged_under_runas(private_tree, workdir):
     assert as_root.returncode == 0 and "images/pxeboot/vmlinuz" in as_root.stdout
 
 
-@pytest.fixture
-def public_dir():
-    """A directory the unprivileged uid can reach (pytest's tmp_path is 0700)."""
-    import shutil
-    import tempfile
-    from pathlib import Path
-
-    path = tempfile.mkdtemp(prefix="xenpvnetboot-test.", dir="/tmp")
-    os.chmod(path, 0o755)
-    yield Path(path)
-    shutil.rmtree(path)
-
-
 def test_local_kernel_path_opened_with_the_users_rights(public_dir, workdir):
     secret = public_dir / "shadow"
     secret.write_bytes(b"root:$6$secret")
@@ -81,32 +68,6 @@ def test_local_kernel_path_opened_with_the_users_rights(public_dir, workdir):
     assert run.status == 1, run.console
     assert "Permission denied" in run.console and str(secret) in run.console
     assert run.leftovers == [] and run.output_unchanged
-
-
-def _in_sandbox(check, uid=UID):
-    """Fork, drop and contain for real (as the worker does), run *check*, return its report."""
-    library = sandbox.load_seccomp()
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(read_fd)
-            sandbox.drop_privileges(uid, 1 << 20, library)
-            os.write(write_fd, json.dumps(check()).encode())
-        except BaseException as exc:  # shown in the test's failure
-            os.write(write_fd, json.dumps({"error": repr(exc)}).encode())
-        finally:
-            os._exit(0)
-    os.close(write_fd)
-    data = b""
-    while True:
-        chunk = os.read(read_fd, 65536)
-        if not chunk:
-            break
-        data += chunk
-    os.close(read_fd)
-    os.waitpid(pid, 0)
-    return json.loads(data)
 
 
 def _errno_of(action):
@@ -174,7 +135,7 @@ def test_worker_cannot_leave_its_box():
         }
 
     try:
-        result = _in_sandbox(check)
+        result = run_dropped(UID, check)
         assert "error" not in result, result
     finally:
         victim.kill()
@@ -206,7 +167,7 @@ def test_worker_cannot_leave_its_box():
 def test_landlock_refuses_a_fixed_tcp_port():
     if sandbox.landlock_abi() < 4:
         pytest.skip("the kernel has no Landlock network rules (ABI 4)")
-    result = _in_sandbox(lambda: {"bind": _errno_of(lambda: socket.socket().bind(("127.0.0.1", 48123)))})
+    result = run_dropped(UID, lambda: {"bind": _errno_of(lambda: socket.socket().bind(("127.0.0.1", 48123)))})
     assert result["bind"] == errno.EACCES
 
 
