@@ -112,3 +112,14 @@ def test_iso_over_ftp_with_rest(debian_iso, workdir):
     assert run.status == 0, run.console
     assert run.kernel_sha256 == sha256_file(kernel)
     assert run.ramdisk_sha256 == sha256_file(initrd)
+
+
+def test_a_206_answer_for_other_bytes_is_refused(debian_iso, media_server, workdir):
+    """A server (or a cache in between) answering a range request with a
+    different range must not have its bytes taken for the ones asked for."""
+    iso, _, _ = debian_iso
+    media_server.faults["/" + os.path.basename(iso)] = "shifted-range"
+    run = run_bootloader([f"--location={media_server.url(os.path.basename(iso))}"], workdir)
+    assert run.status == 1, run.console
+    assert "range requests with the bytes asked for" in run.console
+    assert run.leftovers == [] and run.output_unchanged

@@ -161,7 +161,6 @@ def _stream(
     """
     if not refs:
         return {}
-    check_free_space(targets[refs[0][0]], [ref for _, ref in refs])
     sinks: List[Tuple[str, Sink, Optional[Progress]]] = []
     by_tree: Dict[int, List[Tuple[Tree, str, Sink]]] = {}
     for role, ref in refs:
@@ -177,9 +176,10 @@ def _stream(
         sink = Sink(target.fileobj, ref.url, max_size=options.max_size,
                     progress=_progress(bar, entry), sha256=ref.sha256,
                     on_complete=_on_complete(hooks))
-        sink.expect(ref.info.size)
+        sink.expect(ref.info.size)  # a file over --max-size is refused first, by name
         sinks.append((role, sink, bar))
         by_tree.setdefault(id(ref.tree), []).append((ref.tree, ref.path, sink))
+    check_free_space(targets[refs[0][0]], [ref for _, ref in refs])
     for jobs in by_tree.values():
         jobs[0][0].fetch_many([(path, sink) for _, path, sink in jobs])
     for role, sink, bar in sinks:

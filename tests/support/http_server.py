@@ -65,6 +65,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             start = int(first) if first else max(0, size - int(last))
             end = int(last) if (first and last) else size - 1
             status = 206
+            if fault == "shifted-range" and end < size - 1:  # other bytes than asked for
+                start, end = start + 1, end + 1
         self.send_response(status)
         self.send_header("Content-Length", str(end - start + 1))
         self.send_header("Accept-Ranges", "bytes")
