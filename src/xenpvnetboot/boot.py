@@ -95,6 +95,8 @@ class Target:
         self.read_fd: Optional[int] = os.dup(fileobj.fileno())
         #: The file at :attr:`partial` was replaced by a link to a cache entry.
         self.linked = False
+        #: Bytes that came from the location (before --initrd-inject's archive).
+        self.downloaded: Optional[int] = None
 
     @classmethod
     def create(cls, directory: str, role: str) -> "Target":

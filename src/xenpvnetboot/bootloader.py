@@ -9,22 +9,15 @@ remote is parsed in this process.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import os
-import sys
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
 
 from .boot import Target, prepare_output_directory
-from .check import BootChecker
 from .cleanup import CLEANUP
-from .download import download
 from .errors import BootError, UsageError
-from .layout import Selection, describe, select_files
-from .layouts.installargs import merge as merge_install_args
-from .location import open_location
+from .jobs import dry_run_job, fetch_job, kernel_args
 from .output import BootResult, format_result, write_result
 from .request import Request
 from .transports import TransportOptions
@@ -32,8 +25,8 @@ from .ui import UI
 from .worker import check_report_file, max_boot_seconds, run_worker
 
 if TYPE_CHECKING:
-    from .cache import Cache
     from .inject import AnswerFile
+    from .verify import KeyringData
 
 #: Seconds before libxl's restrict-mode kill at which retries stop, so that the
 #: failure is reported by us, naming the server, rather than by the kill.
@@ -86,75 +79,6 @@ def transport_options(request: Request, ui: UI, deadline: Optional[float]) -> Tr
     )
 
 
-def with_checksums(selection: Selection, request: Request) -> Selection:
-    """Apply --kernel-sha256/--ramdisk-sha256 (they win over .treeinfo checksums)."""
-    if request.kernel_sha256:
-        selection = dataclasses.replace(
-            selection, kernel=dataclasses.replace(selection.kernel, sha256=request.kernel_sha256)
-        )
-    if request.ramdisk_sha256:
-        if selection.ramdisk is None:
-            raise UsageError("--ramdisk-sha256 given, but there is no ramdisk to check")
-        selection = dataclasses.replace(
-            selection, ramdisk=dataclasses.replace(selection.ramdisk, sha256=request.ramdisk_sha256)
-        )
-    return selection
-
-
-def choose(request: Request, options: TransportOptions, ui: UI,
-           trees: contextlib.ExitStack) -> Selection:
-    """Open the location (into *trees*) and decide which files to boot, saying why."""
-    location = None
-    if request.location is not None:
-        location = trees.enter_context(open_location(request.location, options))
-        ui.info(f"Location {location.url('')}")
-    selection = select_files(location, request.kernel, request.ramdisk, options, trees,
-                             arch=request.arch)
-    selection = with_checksums(selection, request)
-    ui.info(f"Found {selection.reason}")
-    return selection
-
-
-def open_cache(request: Request, ui: UI) -> Optional["Cache"]:
-    """The shared cache, unless turned off, absent by default, or under --runas.
-
-    A directory the administrator did not prepare is not used: the boot goes
-    on without the cache, with a warning saying why.
-    """
-    if request.no_cache or request.runas is not None or request.insecure:
-        return None
-    from .cache import DEFAULT_CACHE_DIR, Cache
-    from .cachedir import CacheDirError
-
-    directory = request.cache_dir
-    if directory is None:
-        if not os.path.isdir(DEFAULT_CACHE_DIR):
-            return None
-        directory = DEFAULT_CACHE_DIR
-    try:
-        return Cache(directory, request.cache_size)
-    except CacheDirError as exc:
-        ui.warning(f"not using the cache: {exc}")
-        return None
-
-
-def kernel_args(request: Request, install_args: str, installer: Optional[str] = None,
-                answers: Sequence["AnswerFile"] = ()) -> str:
-    """--args, plus the installer's source and the arguments of the injected
-    answer files, unless given there already or --no-install-args."""
-    extra = [install_args] if install_args else []
-    if answers:
-        from .inject import answer_args
-
-        legacy = install_args.split("=", 1)[0] in ("repo", "method")
-        extra.append(answer_args([answer.name for answer in answers], installer, request.args,
-                                 legacy_anaconda=legacy))
-    words = " ".join(part for part in extra if part)
-    if not request.install_args or not words:
-        return request.args
-    return merge_install_args(request.args, words)
-
-
 #: Where restricted mode takes --initrd-inject files from, unless the
 #: administrator's environment names others (XENPVNETBOOT_INJECT_DIRS).
 INJECT_DIRS = ("/etc/xen/answers",)
@@ -180,47 +104,6 @@ def load_answers(request: Request) -> Tuple["AnswerFile", ...]:
     return load_answer_files(request.initrd_inject, allowed=allowed)
 
 
-# -- what the worker does -------------------------------------------------------------
-
-
-def fetch_job(request: Request, options: TransportOptions, ui: UI,
-              targets: Dict[str, Target], archive: bytes = b"") -> Dict[str, Any]:
-    """In the worker: choose the files, stream them into *targets*, report."""
-    with contextlib.ExitStack() as trees:
-        selection = choose(request, options, ui, trees)
-        if archive and selection.ramdisk is None:
-            raise UsageError(f"--initrd-inject needs a ramdisk to add the files to, and "
-                             f"{selection.reason} has none")
-        checker = BootChecker(request.check, request.guest_type, request.arch, ui)
-        cache = open_cache(request, ui)
-        try:
-            fetched = download(selection, targets, options, ui, cache=cache, checker=checker,
-                               inject=archive)
-        finally:
-            if cache is not None:
-                cache.close()
-    report: Dict[str, Any] = {"install_args": selection.install_args,
-                              "installer": selection.installer}
-    for role, (name, size) in fetched.items():
-        report[role] = {"name": name, "size": size, "linked": targets[role].linked}
-    return report
-
-
-def dry_run_job(request: Request, options: TransportOptions, ui: UI,
-                answers: Sequence["AnswerFile"] = ()) -> Dict[str, Any]:
-    """In the worker: show what would be booted; fetch nothing, write no file."""
-    with contextlib.ExitStack() as trees:
-        selection = choose(request, options, ui, trees)
-        args = kernel_args(request, selection.install_args, selection.installer, answers)
-        sys.stdout.write(describe(selection, args))
-        if answers:
-            from .inject import describe as describe_answers
-
-            sys.stdout.write("".join(line + "\n" for line in describe_answers(answers)))
-        sys.stdout.flush()
-    return {}
-
-
 # -- the parent -----------------------------------------------------------------------
 
 
@@ -241,9 +124,10 @@ def boot(request: Request) -> int:
 
         archive = newc_archive(answers)
         file_limit += MAX_APPENDED
+    keyrings = _read_keyrings(request)
     if request.dry_run:
         options, seccomp = _prepare_worker(request, options, bool(answers))
-        run_worker(lambda: dry_run_job(request, options, ui, answers), deadlines.kill,
+        run_worker(lambda: dry_run_job(request, options, ui, answers, keyrings), deadlines.kill,
                    uid=request.runas, max_file_size=file_limit, seccomp=seccomp)
         return 0
     directory = prepare_output_directory(request.output_directory)
@@ -252,9 +136,12 @@ def boot(request: Request) -> int:
     format_result(BootResult(probe, probe, request.args), request.output_format)
     targets = {role: Target.create(directory, role) for role in ROLES}
     options, seccomp = _prepare_worker(request, options, bool(answers))
-    report = run_worker(lambda: fetch_job(request, options, ui, targets, archive), deadlines.kill,
-                        uid=request.runas, max_file_size=file_limit, seccomp=seccomp)
+    report = run_worker(lambda: fetch_job(request, options, ui, targets, archive, keyrings),
+                        deadlines.kill, uid=request.runas, max_file_size=file_limit,
+                        seccomp=seccomp)
     names = _checked_files(report, targets, restricted=request.runas is not None)
+    if request.runas is not None and report.get("verify") is not None:
+        _confirm_signed_hashes(report, targets)
     install_args = report.get("install_args", "")
     installer = report.get("installer")
     if not isinstance(install_args, str) or not isinstance(installer, (str, type(None))):
@@ -292,7 +179,41 @@ def _prepare_worker(request: Request, options: TransportOptions,  # type: ignore
         from .check import preload as preload_check
 
         preload_check()
+    if request.verify != "off":
+        from .verify import preload as preload_verify
+
+        preload_verify()
     return options, sandbox.load_seccomp()
+
+
+def _read_keyrings(request: Request) -> Sequence["KeyringData"]:
+    """The --keyring files and the system's keyrings, read by root once.
+
+    Keys are public: their bytes only ever decide what is trusted for this
+    guest's own files, and are never shown.
+    """
+    if request.verify == "off":
+        return ()
+    from .verify import read_keyrings
+
+    return read_keyrings(request.keyrings)
+
+
+def _confirm_signed_hashes(report: Dict[str, Any], targets: Dict[str, Target]) -> None:
+    """Under --runas, trust the worker's verdicts only with what root recomputes:
+    each verified file's SHA-256, over the bytes that came from the location."""
+    from .verify import Report
+    from .verify.images import sha256_fd
+
+    verdicts = Report.from_wire(report.get("verify"))
+    for role, target in targets.items():
+        entry = report.get(role)
+        if not isinstance(entry, dict) or target.read_fd is None:
+            continue
+        length = entry.get("downloaded")
+        if not isinstance(length, int) or isinstance(length, bool) or length < 0:
+            raise BootError(f"the worker process sent a bad report for the {role}")
+        verdicts.confirm(role, sha256_fd(target.read_fd, length))
 
 
 def _checked_files(report: Dict[str, Any], targets: Dict[str, Target],

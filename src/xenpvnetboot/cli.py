@@ -178,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="TFTP block size to ask for (default: the largest that fits the path MTU "
         "unfragmented: 1468 on Ethernet)")
     add("--tftp-windowsize", metavar="BLOCKS", type=int, help="TFTP window size to ask for (default 16)")
+    add("--verify", choices=("auto", "require", "off"), default="auto",
+        help="follow the distribution's signature chain down to the files: where a chain and "
+        "an installed key exist (default auto), for every file (require), or not at all (off)")
+    add("--keyring", metavar="FILE", action="append", default=[], dest="keyrings",
+        help="also trust the OpenPGP keys in FILE for --verify (repeatable)")
     add("--initrd-inject", metavar="PATH", action="append", default=[], dest="initrd_inject",
         help="add this local file (kickstart, preseed, AutoYaST profile) at the root of the "
         "installer's ramdisk; repeatable")

@@ -64,6 +64,8 @@ def download(
             if role in entries:
                 _store(entries.pop(role), targets[role], ref)
         stored = bool(misses) and cache is not None
+        for role, size in sizes.items():
+            targets[role].downloaded = size
         if inject and "ramdisk" in sizes:
             appended = targets["ramdisk"].append(inject, dict(refs)["ramdisk"].url)
             sizes["ramdisk"] = appended.size

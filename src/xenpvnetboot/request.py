@@ -50,6 +50,9 @@ class Request:
     tftp_windowsize: Optional[int] = None
     #: ``--initrd-inject`` paths, in the order given.
     initrd_inject: Tuple[str, ...] = ()
+    #: ``--verify`` policy and the ``--keyring`` files.
+    verify: str = "auto"
+    keyrings: Tuple[str, ...] = ()
 
     @property
     def own_locations(self) -> Tuple[Location, ...]:
@@ -90,4 +93,6 @@ def from_args(ns: argparse.Namespace) -> Request:
         tftp_blksize=ns.tftp_blksize,
         tftp_windowsize=ns.tftp_windowsize,
         initrd_inject=tuple(ns.initrd_inject),
+        verify=ns.verify,
+        keyrings=tuple(ns.keyrings),
     )

@@ -66,11 +66,14 @@ def encode_notes(notes: Iterable[Note]) -> bytes:
 def build_elf(notes: Sequence[Note] = (), bits: int = 64, machine: Optional[int] = None,
               note_offset: int = 0x1000, text_size: int = 0x2000,
               notes_in_segment: bool = True, legacy_guest: Optional[bytes] = None,
-              banner: bytes = b"Linux version 6.1.0-test (builder@example) #1 SMP\n") -> bytes:
+              banner: bytes = b"Linux version 6.1.0-test (builder@example) #1 SMP\n",
+              extra_phdrs: Sequence[Tuple[int, int, int, int]] = ()) -> bytes:
     """An ELF kernel: header, program headers, notes at *note_offset*, text, sections.
 
     With *notes_in_segment* false the PT_NOTE has p_offset 0 (the binutils
     bug Xen works around) and the notes are only reachable as a section.
+    *extra_phdrs* (type, offset, size, align) follow the real ones; they must
+    fit between the ELF header and *note_offset*.
     """
     machine = machine if machine is not None else (EM_X86_64 if bits == 64 else EM_386)
     blob = encode_notes(notes)
@@ -87,6 +90,7 @@ def build_elf(notes: Sequence[Note] = (), bits: int = 64, machine: Optional[int]
     phdrs = [(PT_LOAD, text_offset, text_size, 0x1000)]
     if blob:
         phdrs.append((PT_NOTE, note_offset if notes_in_segment else 0, len(blob), 4))
+    phdrs += list(extra_phdrs)
     shoff, shtab = _sections(sections, bits, len(body))
     body += shtab
     header = _elf_header(bits, machine, len(phdrs), shoff, len(sections) + 2,

@@ -10,8 +10,10 @@ Debian package (a failure in CI, see tests/conftest.py).
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import random
+import resource
 import struct
 import subprocess
 from dataclasses import dataclass, field
@@ -379,6 +381,7 @@ CASES = [
     Case("squashfs-gzip", "SquashfsTree", _squashfs("gzip"), full_expect, True, [(4, 96)]),
     Case("squashfs-xz", "SquashfsTree", _squashfs("xz"), full_expect, True, [(4, 96)]),
     Case("squashfs-zstd", "SquashfsTree", _squashfs("zstd"), full_expect, True, [(4, 96)]),
+    Case("squashfs-lz4", "SquashfsTree", _squashfs("lz4"), full_expect, True, [(4, 96)]),
     Case("disk-mbr", "PartitionedTree", _disk("dos"), mbr_expect, True, [(446, 510)]),
     Case("disk-gpt", "PartitionedTree", _disk("gpt"), disk_expect, True, [(446, 510)]),
 ]
@@ -404,6 +407,70 @@ class BytesSource(ByteSource):
 
     def close(self) -> None:
         self.closed = True
+
+
+class PaddedSource(BytesSource):
+    """An image that claims *size* bytes, zeros after its real *data*.
+
+    What a server that announces a large file (or a sparse file) looks like
+    to a reader: the claimed size costs the one who claims it nothing.
+    """
+
+    def __init__(self, data: bytes, size: int, name: str = "padded.img") -> None:
+        super().__init__(data, name)
+        self._claimed = size
+
+    @property
+    def size(self) -> int:
+        return self._claimed
+
+    def pread(self, offset: int, length: int) -> bytes:
+        end = min(offset + length, self._claimed)
+        if offset < 0 or offset >= end:
+            return b""
+        head = self._data[offset:end]
+        return head + bytes(end - offset - len(head))
+
+
+#: CPU seconds a child of :func:`run_bounded` may use, and its address space.
+WATCHDOG_CPU = 30
+WATCHDOG_MEMORY = 2 << 30
+
+
+def run_bounded(action: Callable[[], object], cpu: int = WATCHDOG_CPU) -> Tuple[str, str]:
+    """Run *action* in a forked child; (outcome, detail).
+
+    The outcome is "returned" (detail: the value's repr), the class name of
+    what it raised (detail: the message), or "killed" when the child used up
+    *cpu* seconds of CPU or died otherwise.  The CPU limit is a watchdog for
+    a parser that would never stop (a C library spinning ignores signals),
+    not a timing assertion: bounded code needs a small fraction of it.  The
+    address space is limited too, so a runaway allocation fails in the child.
+    """
+    context = multiprocessing.get_context("fork")
+    reader, writer = context.Pipe(duplex=False)
+
+    def child() -> None:
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
+        resource.setrlimit(resource.RLIMIT_AS, (WATCHDOG_MEMORY, WATCHDOG_MEMORY))
+        try:
+            writer.send(("returned", repr(action())[:2000]))
+        except BaseException as exc:  # reported to the parent, which asserts on it
+            writer.send((type(exc).__name__, str(exc)[:2000]))
+
+    process = context.Process(target=child, daemon=True)
+    process.start()
+    writer.close()
+    process.join(cpu * 10 + 60)  # wall clock: only for a child that stopped using CPU
+    if process.is_alive():
+        process.kill()
+        process.join()
+    try:
+        if reader.poll():
+            return reader.recv()
+    except EOFError:
+        pass
+    return "killed", f"exit status {process.exitcode} (more than {cpu} s of CPU?)"
 
 
 def mountinfo() -> List[str]:

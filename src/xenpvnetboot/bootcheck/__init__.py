@@ -107,6 +107,7 @@ def check_boot_files(kernel: Union[str, int], ramdisk: Union[str, int, None] = N
         lambda: early if early is not None else inspect_kernel(kernel, kernel_name),
         None if ramdisk is None else lambda: inspect_ramdisk(ramdisk, ramdisk_name,
                                                              verify_ramdisk))
+    assert kernel_report is not None  # inspect_kernel always answers
     result.kernel, result.ramdisk = kernel_report, ramdisk_report
     result.problems = kernel_problems(kernel_report, guest_type, wanted)
     result.details = kernel_details(kernel_report)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Dict, List, Optional, Tuple
 
 from ._formats import clean
-from ._streams import Decompressed, Reader, read_at
+from ._streams import Decompressed, Reader, TooLarge, read_at
 
 # Xen ELF note types (xen/include/public/elfnote.h).
 XEN_ELFNOTE_ENTRY = 1
@@ -39,14 +39,27 @@ MACHINES = {3: "i386", 62: "x86_64", 40: "arm", 183: "aarch64"}
 PT_LOAD, PT_NOTE, SHT_NOTE = 1, 4, 7
 NO_XEN_NOTES = "has no Xen ELF notes: it was built without Xen guest support"
 NO_PV_ENTRY = "has no PV entry point (XEN_ELFNOTE_ENTRY)"
-#: Bound on the bytes of note segments or sections read from one file.
+#: Bytes of note segments or sections read from one file, and bytes of notes
+#: parsed (overlapping regions count once read, once parsed per region).
+#: Linux's notes take a few hundred bytes.
 MAX_NOTES_SIZE = 1 << 20
-#: Bound on the section headers read when falling back to sections.
+#: Notes looked at in one file, Xen's or not (Linux has about twenty).
+MAX_NOTES = 4096
+#: Program headers looked at: a file with more is not checked (Linux has a
+#: handful; e_phnum allows 65535, each of which could name a region deep in a
+#: compressed kernel).
+MAX_PROGRAM_HEADERS = 1024
+#: Section headers looked at when falling back to sections (Linux's vmlinux
+#: has some 80): a file with more is not checked.
 MAX_SECTIONS = 4096
 
 
 class ElfError(Exception):
     """The ELF structure is malformed; the message says how."""
+
+
+class ElfTooLarge(ElfError):
+    """The ELF structure is larger than the check looks at: unknown, not wrong."""
 
 
 class FileSource:
@@ -65,29 +78,43 @@ class FileSource:
 class StreamSource:
     """Reads at rising offsets of a decompressed stream, reopened to go back.
 
-    Only a window is kept, so memory stays small whatever the offsets; the
-    decompressor's own limit bounds the work.  ``produced`` tells how much
-    was decompressed in all.
+    Only a window is kept, so memory stays small whatever the offsets.
+    *limit* bounds the bytes decompressed over all passes together: a file
+    that sends the reader back again and again (thousands of headers naming
+    a region deep in the file) stops there instead of decompressing it
+    thousands of times.  *opener* is given the bytes still allowed.
+    ``produced`` is how far the furthest pass went, ``total`` what all
+    passes decompressed.
     """
 
     size: Optional[int] = None
 
-    def __init__(self, opener: Callable[[], Decompressed]) -> None:
+    def __init__(self, opener: Callable[[int], Decompressed], limit: int) -> None:
         self._open = opener
+        self._limit = limit
         self._stream: Optional[Decompressed] = None
         self._reader: Optional[Reader] = None
+        self._finished = 0  # bytes of the passes before this one
         self.produced = 0
 
+    @property
+    def total(self) -> int:
+        return self._finished + (self._stream.produced if self._stream is not None else 0)
+
     def read_at(self, offset: int, size: int) -> bytes:
-        if self._reader is None or offset < self._reader.pos:
-            self._stream = self._open()
-            self._reader = Reader(self._stream.read)
-        assert self._stream is not None
         try:
-            self._reader.skip(offset - self._reader.pos)
-            return self._reader.read(size)
-        finally:
-            self.produced = max(self.produced, self._stream.produced)
+            if self._reader is None or offset < self._reader.pos:
+                self._finished = self.total
+                self._stream = self._open(self._limit - self._finished)
+                self._reader = Reader(self._stream.read)
+            assert self._stream is not None
+            try:
+                self._reader.skip(offset - self._reader.pos)
+                return self._reader.read(size)
+            finally:
+                self.produced = max(self.produced, self._stream.produced)
+        except TooLarge as exc:
+            raise TooLarge(exc.format, self._limit) from None
 
 
 @dataclass
@@ -147,6 +174,15 @@ def _phdr(values: Tuple, bits: int) -> Tuple[int, int, int, int]:
     return p_type, p_offset, p_filesz, p_align
 
 
+class NoteWork:
+    """What reading notes may still cost in one file (see MAX_NOTES_SIZE)."""
+
+    def __init__(self) -> None:
+        self.read_left = MAX_NOTES_SIZE
+        self.parse_left = MAX_NOTES_SIZE
+        self.notes_left = MAX_NOTES
+
+
 def parse_elf(src) -> ElfInfo:
     """Read the ELF header, program headers and Xen notes of *src*."""
     ident = src.read_at(0, 64)
@@ -165,12 +201,13 @@ def parse_elf(src) -> ElfInfo:
     for p_type, p_offset, p_filesz, _align in phdrs:
         if p_type == PT_LOAD:
             info.needed_size = max(info.needed_size, p_offset + p_filesz)
-    segments = _notes_from_segments(src, info, phdrs, order)
+    work = NoteWork()
+    segments = _notes_from_segments(src, info, phdrs, order, work)
     # Xen falls back to the sections, which lie at the end of the file.  In a
     # compressed kernel that means decompressing all of it, for notes that a
     # linker puts in the note segments anyway; so only when there are none.
     if not info.xen_notes and (src.size is not None or not segments):
-        _notes_from_sections(src, info, order, (shoff, shentsize, shnum, shstrndx))
+        _notes_from_sections(src, info, order, (shoff, shentsize, shnum, shstrndx), work)
     return info
 
 
@@ -178,6 +215,9 @@ def _program_headers(src, phoff: int, phentsize: int, phnum: int, fmt: str,
                      bits: int) -> List[Tuple[int, int, int, int]]:
     if phnum == 0:
         return []
+    if phnum > MAX_PROGRAM_HEADERS:
+        raise ElfTooLarge(f"it has {phnum} program headers, more than the "
+                          f"{MAX_PROGRAM_HEADERS} looked at")
     if phentsize != struct.calcsize(fmt):
         raise ElfError(f"its program header size {phentsize} is wrong")
     table = src.read_at(phoff, phnum * phentsize)
@@ -186,31 +226,60 @@ def _program_headers(src, phoff: int, phentsize: int, phnum: int, fmt: str,
     return [_phdr(struct.unpack_from(fmt, table, i * phentsize), bits) for i in range(phnum)]
 
 
-def _notes_from_segments(src, info: ElfInfo, phdrs, order: str) -> int:
+def _notes_from_segments(src, info: ElfInfo, phdrs, order: str, work: NoteWork) -> int:
     """Xen notes of the PT_NOTE segments (Xen skips those at offset 0); how many."""
     regions = [(offset, size, 8 if align == 8 else 4)
                for p_type, offset, size, align in phdrs if p_type == PT_NOTE and offset]
-    _read_notes(src, info, order, "PT_NOTE", regions)
+    _read_notes(src, info, order, "PT_NOTE", regions, work)
     return len(regions)
 
 
-def _read_notes(src, info: ElfInfo, order: str, where: str,
-                regions: List[Tuple[int, int, int]]) -> None:
-    """Collect Xen notes from (offset, size, alignment) regions, in file order.
+def _spans(regions: List[Tuple[int, int, int]]) -> List[Tuple[int, int]]:
+    """The (start, end) of the stretches of file that *regions* cover, merged, sorted."""
+    spans: List[Tuple[int, int]] = []
+    for offset, size, _align in regions:
+        if spans and offset <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], offset + size))
+        else:
+            spans.append((offset, offset + size))
+    return spans
 
-    Reading in file order lets a decompressed source go forwards only; the
-    byte budget bounds the work on a file with thousands of note headers.
+
+def _read_notes(src, info: ElfInfo, order: str, where: str,
+                regions: List[Tuple[int, int, int]], work: NoteWork) -> None:
+    """Collect Xen notes from (offset, size, alignment) regions.
+
+    The same region named twice is read once, and overlapping ones as one
+    stretch, all in file order: a decompressed source goes forwards in one
+    pass, however many headers name the regions and in whatever order.  The
+    bytes read and parsed and the notes looked at are bounded per file.
     """
-    budget = MAX_NOTES_SIZE
-    for offset, size, align in sorted(regions):
-        if budget <= 0:
-            return
-        blob = src.read_at(offset, min(size, budget))
-        budget -= max(len(blob), 1)
+    distinct = sorted({region for region in regions if region[1] > 0})
+    read: List[Tuple[int, bytes]] = []
+    for start, end in _spans(distinct):
+        if work.read_left <= 0:
+            break
+        data = src.read_at(start, min(end - start, work.read_left))
+        work.read_left -= max(len(data), 1)
+        read.append((start, data))
+    for offset, size, align in distinct:
+        blob = _slice(read, offset, min(size, max(work.parse_left, 0)))
+        work.parse_left -= max(len(blob), 1)
         for name, ntype, desc in iter_notes(blob, order, align):
+            work.notes_left -= 1
+            if work.notes_left < 0:
+                return
             if name == b"Xen":
                 info.xen_notes[ntype] = desc
                 info.notes_from = info.notes_from or where
+
+
+def _slice(read: List[Tuple[int, bytes]], offset: int, size: int) -> bytes:
+    """Bytes ``[offset, offset + size)`` out of the stretches read (short if not all were)."""
+    for start, data in read:
+        if start <= offset < start + len(data):
+            return data[offset - start:offset - start + size]
+    return b""
 
 
 def iter_notes(blob: bytes, order: str = "<", align: int = 4):
@@ -227,12 +296,15 @@ def iter_notes(blob: bytes, order: str = "<", align: int = 4):
 
 
 def _notes_from_sections(src, info: ElfInfo, order: str,
-                         where: Tuple[int, int, int, int]) -> None:
+                         where: Tuple[int, int, int, int], work: NoteWork) -> None:
     """Xen's fallbacks when no note segment holds Xen notes."""
     fmt = order + _LAYOUT[info.bits][2]
     shoff, shentsize, shnum, shstrndx = where
-    if not shoff or not shnum or shnum > MAX_SECTIONS or shentsize != struct.calcsize(fmt):
+    if not shoff or not shnum or shentsize != struct.calcsize(fmt):
         return
+    if shnum > MAX_SECTIONS:
+        raise ElfTooLarge(f"it has {shnum} section headers and no Xen notes in its program "
+                          f"headers; more than the {MAX_SECTIONS} section headers looked at")
     table = src.read_at(shoff, shnum * shentsize)
     if len(table) < shnum * shentsize:
         return
@@ -241,7 +313,7 @@ def _notes_from_sections(src, info: ElfInfo, order: str,
                 (struct.unpack_from(fmt, table, i * shentsize) for i in range(1, shnum))]
     _read_notes(src, info, order, "SHT_NOTE",
                 [(offset, size, 4) for _name, sh_type, offset, size in sections
-                 if sh_type == SHT_NOTE])
+                 if sh_type == SHT_NOTE], work)
     if not info.xen_notes and 0 < shstrndx < shnum:
         _legacy_guest_section(src, info, sections, sections[shstrndx - 1])
 

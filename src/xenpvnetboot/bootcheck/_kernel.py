@@ -11,14 +11,16 @@ import struct
 from typing import BinaryIO, Callable, Optional, Union
 
 from . import _elf
-from ._elf import ElfError, FileSource, StreamSource
+from ._elf import ElfError, ElfTooLarge, FileSource, StreamSource
 from ._formats import (ELF_MAGIC, HEAD_SIZE, clean, compression_of, describe_other,
                        hex_start, is_arm64_image, is_bzimage)
 from ._reports import KernelReport
 from ._streams import (GZIP, LZ4_FRAME, Decompressed, StreamError, open_decompressed,
                        read_at, read_head)
 
-#: Most bytes decompressed while looking for the Xen notes of one kernel.
+#: Most bytes decompressed while looking for the Xen notes of one kernel,
+#: over every pass together (going back to an earlier offset means starting
+#: the decompression again).  Linux's notes lie within its first few MiB.
 KERNEL_LIMIT = 256 << 20
 #: End of the setup header fields read here (kernel_info_offset, protocol 2.15).
 SETUP_HEADER_END = 0x26C
@@ -92,7 +94,7 @@ def _bzimage(fileobj: BinaryIO, head: bytes, report: KernelReport) -> None:
                              f"decompresses (it starts with {hex_start(payload_head)})")
         return
     report.compression = fmt
-    _payload(lambda: open_decompressed(fmt, fileobj, start, end, KERNEL_LIMIT),
+    _payload(lambda limit: open_decompressed(fmt, fileobj, start, end, limit),
              report, "has a malformed kernel inside the bzImage")
 
 
@@ -104,10 +106,10 @@ def _setup_string(head: bytes, pointer: int, setup_size: int) -> Optional[str]:
     return clean(raw.decode("ascii", "replace"), 200) or None
 
 
-def _payload(opener: Callable[[], Decompressed], report: KernelReport,
+def _payload(opener: Callable[[int], Decompressed], report: KernelReport,
              malformed: str) -> None:
     """Xen notes of a compressed ELF; decompresses only as far as they lie."""
-    source = StreamSource(opener)
+    source = StreamSource(opener, KERNEL_LIMIT)
     try:
         head = source.read_at(0, 64)
         if not head.startswith(ELF_MAGIC):
@@ -126,6 +128,9 @@ def _elf_kernel(source: Union[FileSource, StreamSource], report: KernelReport,
     """Fill *report* from the ELF headers and notes of *source*."""
     try:
         info = _elf.parse_elf(source)
+    except ElfTooLarge as exc:  # a limit of ours: unknown, not wrong
+        report.not_checked = str(exc)
+        return
     except ElfError as exc:
         report.faults.append(f"{malformed}: {exc}")
         if isinstance(source, FileSource):
@@ -174,7 +179,7 @@ def _compressed_file(fileobj: BinaryIO, fmt: str, report: KernelReport) -> None:
         return
     if fmt == GZIP and inner.startswith(ELF_MAGIC):
         report.format = "gzip-compressed ELF"
-        _payload(lambda: open_decompressed(fmt, fileobj, 0, report.size, KERNEL_LIMIT),
+        _payload(lambda limit: open_decompressed(fmt, fileobj, 0, report.size, limit),
                  report, "is a malformed ELF file once decompressed")
     elif fmt == GZIP and is_arm64_image(inner):
         _arm64_image(fileobj, report, "gzip-compressed arm64 Image")

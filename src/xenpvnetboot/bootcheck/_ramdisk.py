@@ -7,20 +7,38 @@ member is decompressed to its end, discarding the output, because that is
 the only way to find where a gzip stream ends (so where the next member
 starts) and whether the file was cut short: Linux would otherwise stop with
 "Initramfs unpacking failed" half-way through the guest's boot.
+
+The work is bounded per file, whatever its members: bytes decompressed in
+all, members, cpio entries and CPU time (:class:`Work`).  Reaching a bound
+leaves the rest "not checked", which is no fault: the guest's kernel will
+unpack it anyway.
 """
 
 from __future__ import annotations
 
 import re
-from typing import BinaryIO, Optional, Union
+import time
+from typing import BinaryIO, Callable, Optional, Union
 
 from ._formats import (CPIO_NEWC, CPIO_ODC, HEAD_SIZE, clean, compression_of,
                        describe_other, filesystem_image, hex_start)
 from ._reports import RamdiskMember, RamdiskReport
-from ._streams import LZ4_FRAME, FileRegion, Reader, StreamError, open_decompressed, read_at
+from ._streams import (LZ4_FRAME, FileRegion, OutOfWork, Reader, StreamError, TooLarge,
+                       open_decompressed, read_at)
 
-#: Most bytes one compressed member is decompressed to; past this it is not checked.
+#: Most bytes decompressed from one ramdisk, all its members together; past
+#: this the rest is not checked.  Debian's installer initrd gives 131 MiB.
 RAMDISK_LIMIT = 1 << 30
+#: Members (archives, compressed or not) looked at in one ramdisk.  Real
+#: ones have one to three (early microcode, firmware, the initramfs).
+RAMDISK_MAX_MEMBERS = 64
+#: cpio entries walked in one ramdisk (Debian's installer: 2,400; a large
+#: live initramfs: some 50,000).  Each costs the check a few microseconds.
+RAMDISK_MAX_ENTRIES = 1 << 20
+#: CPU seconds the check of one ramdisk may take (of the thread doing it).
+#: A gigabyte of bzip2 or xz takes longer to inflate than one of gzip: this
+#: bounds the time where RAMDISK_LIMIT bounds the bytes.
+RAMDISK_CPU_SECONDS = 20.0
 #: Longest cpio name Linux accepts (PATH_MAX).
 MAX_NAME = 4096
 _HEADER = 110
@@ -50,21 +68,53 @@ def inspect_ramdisk(path: Union[str, int], name: Optional[str] = None,
     return report
 
 
+class Work:
+    """What checking one ramdisk has cost so far, against the bounds above."""
+
+    def __init__(self) -> None:
+        self.produced = 0
+        self.entries = 0
+        self._cpu_start = time.thread_time()
+
+    @property
+    def remaining(self) -> int:
+        """Bytes the next member may still be decompressed to."""
+        return max(0, RAMDISK_LIMIT - self.produced)
+
+    def metered(self, read: Callable[[int], bytes], fmt: str) -> Callable[[int], bytes]:
+        """*read*, refusing to go on once the CPU time is spent."""
+        def checked(size: int) -> bytes:
+            if time.thread_time() - self._cpu_start > RAMDISK_CPU_SECONDS:
+                raise OutOfWork(fmt, f"after {RAMDISK_CPU_SECONDS:g} s of CPU")
+            return read(size)
+        return checked
+
+    def entry(self, fmt: str) -> None:
+        self.entries += 1
+        if self.entries > RAMDISK_MAX_ENTRIES:
+            raise OutOfWork(fmt, f"after {RAMDISK_MAX_ENTRIES} cpio entries")
+
+
 def _walk_file(fileobj: BinaryIO, report: RamdiskReport, verify: bool) -> None:
     """Members one after the other, as unpack_to_rootfs() takes them."""
     pos = 0
+    work = Work()
     while True:
         pos = _skip_nuls(fileobj, pos, report.size)
         if pos >= report.size:
             if not report.members:
                 report.faults.append("holds only zero bytes")
             return
+        if len(report.members) >= RAMDISK_MAX_MEMBERS:
+            report.not_checked = (f"not checked past its first {RAMDISK_MAX_MEMBERS} "
+                                  f"archives (at offset {pos})")
+            return
         head = read_at(fileobj, pos, HEAD_SIZE)
         if pos == 0 and not head.startswith(b"07070") and not compression_of(head):
             _not_an_archive(head, report)
             return
         try:
-            following = _member(fileobj, pos, head, report, verify)
+            following = _member(fileobj, pos, head, report, verify, work)
         except StreamError as exc:
             report.stream_trouble(exc, pos)
             return
@@ -99,7 +149,7 @@ def _not_an_archive(head: bytes, report: RamdiskReport) -> None:
 
 
 def _member(fileobj: BinaryIO, pos: int, head: bytes, report: RamdiskReport,
-            verify: bool) -> Optional[int]:
+            verify: bool, work: Work) -> Optional[int]:
     """Check the member at *pos*; the offset after it, or None to stop."""
     if head[:1] == b"0":
         if pos % 4:
@@ -107,8 +157,9 @@ def _member(fileobj: BinaryIO, pos: int, head: bytes, report: RamdiskReport,
                             "multiple of 4")
         member = RamdiskMember(pos, None, "cpio")
         report.members.append(member)
-        reader = Reader(FileRegion(fileobj, pos, report.size).read)
-        member.entries = walk_cpio(reader, f"the cpio archive at offset {pos}")
+        reader = Reader(work.metered(FileRegion(fileobj, pos, report.size).read, "cpio"))
+        member.entries = walk_cpio(reader, f"the cpio archive at offset {pos}",
+                                   lambda: work.entry("cpio"))
         member.length = reader.pos
         return pos + reader.pos
     fmt = compression_of(head)
@@ -120,7 +171,10 @@ def _member(fileobj: BinaryIO, pos: int, head: bytes, report: RamdiskReport,
         report.faults.append(f"uses the lz4 frame format at offset {pos}; Linux unpacks "
                              "only the legacy lz4 format (lz4 -l)")
         return None
-    return _compressed_member(fileobj, pos, fmt, report, verify)
+    try:
+        return _compressed_member(fileobj, pos, fmt, report, verify, work)
+    except TooLarge:  # the bytes left for this member were the file's
+        raise TooLarge(fmt, RAMDISK_LIMIT) from None
 
 
 def _members(report: RamdiskReport) -> str:
@@ -129,11 +183,11 @@ def _members(report: RamdiskReport) -> str:
 
 
 def _compressed_member(fileobj: BinaryIO, pos: int, fmt: str, report: RamdiskReport,
-                       verify: bool) -> Optional[int]:
+                       verify: bool, work: Work) -> Optional[int]:
     member = RamdiskMember(pos, fmt)
     report.members.append(member)
-    stream = open_decompressed(fmt, fileobj, pos, report.size, RAMDISK_LIMIT)
-    reader = Reader(stream.read)
+    stream = open_decompressed(fmt, fileobj, pos, report.size, work.remaining)
+    reader = Reader(work.metered(stream.read, fmt))
     inner = reader.peek(2048)
     fs = filesystem_image(inner) if pos == 0 else None
     if inner.startswith(CPIO_NEWC) or inner.startswith(CPIO_ODC):
@@ -147,18 +201,21 @@ def _compressed_member(fileobj: BinaryIO, pos: int, fmt: str, report: RamdiskRep
     if not verify:
         report.not_checked = f"not checked past the start of the {fmt} data at offset {pos}"
         return None
-    if fs:
-        reader.skip(RAMDISK_LIMIT + 1)
-    else:
-        member.entries = _walk_archives(reader, f"the cpio archive in the {fmt} data at "
-                                                f"offset {pos}")
+    try:
+        if fs:
+            reader.skip(work.remaining + 1)
+        else:
+            member.entries = _walk_archives(reader, f"the cpio archive in the {fmt} data at "
+                                                    f"offset {pos}", lambda: work.entry(fmt))
+    finally:
+        work.produced += stream.produced
     member.unpacked_size = stream.produced
     end = stream.end_offset if stream.end_offset is not None else report.size
     member.length = end - pos
     return end
 
 
-def _walk_archives(reader: Reader, where: str) -> int:
+def _walk_archives(reader: Reader, where: str, count: Callable[[], None]) -> int:
     """Walk the archives of one decompressed member; the entries counted.
 
     Inside compressed data Linux accepts NUL padding and further archives
@@ -166,7 +223,7 @@ def _walk_archives(reader: Reader, where: str) -> int:
     """
     entries = 0
     while True:
-        entries += walk_cpio(reader, where)
+        entries += walk_cpio(reader, where, count)
         reader.skip_zeros()
         following = reader.peek(1)
         if not following:
@@ -197,14 +254,20 @@ def _header_fields(header: bytes, where: str, at: int) -> tuple:
     return filesize, namesize
 
 
-def walk_cpio(reader: Reader, where: str) -> int:
+def _nothing() -> None:
+    return None
+
+
+def walk_cpio(reader: Reader, where: str, count: Callable[[], None] = _nothing) -> int:
     """Walk one newc archive up to and including TRAILER!!!; the entries counted.
 
     Offsets are aligned relative to the reader's start, as Linux aligns them
-    relative to the start of each member.
+    relative to the start of each member.  *count* is called for each entry
+    (it raises once the file's bound on entries is reached).
     """
     entries = 0
     while True:
+        count()
         at = reader.pos
         header = reader.read(_HEADER)
         if not header:

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Dict, List, Optional, Union
 
-from ._streams import MissingModule, StreamError, TooLarge, TruncatedStream
+from ._streams import MissingModule, OutOfWork, StreamError, TooLarge, TruncatedStream
 
 
 @dataclass
@@ -46,6 +46,8 @@ class FileReport:
                 f"(install {exc.package})" if exc.package else "(no reader for it here)")
         elif isinstance(exc, TooLarge):
             self.not_checked = f"stopped after decompressing {exc.limit >> 20} MiB of {data}"
+        elif isinstance(exc, OutOfWork):
+            self.not_checked = f"stopped {exc.detail} in {data}"
         elif isinstance(exc, TruncatedStream):
             self.faults.append(f"is cut short: {data} ends early")
         else:

@@ -21,8 +21,11 @@ CHUNK = 1 << 20
 LZMA_MEMLIMIT = 320 << 20
 #: The largest zstd block (RFC 8878, Block_Maximum_Size).
 ZSTD_MAX_BLOCK = 128 << 10
-#: Bound on the blocks walked in one zstd frame (real frames of 1 GiB have ~8200).
-ZSTD_MAX_BLOCKS = 1 << 20
+#: Bound on the blocks walked in one zstd frame, before anything is
+#: decompressed (a block holds at most 128 KiB of output, so real frames of
+#: 1 GiB have some 8,200; this allows 8 GiB and costs at most a few tens of
+#: milliseconds per frame).
+ZSTD_MAX_BLOCKS = 1 << 16
 #: lz4 legacy format: magic, block output size and the largest compressed block.
 LZ4_LEGACY_MAGIC = b"\x02\x21\x4c\x18"
 LZ4_LEGACY_BLOCK = 8 << 20
@@ -57,6 +60,11 @@ class TooLarge(StreamError):
     def __init__(self, fmt: str, limit: int) -> None:
         super().__init__(fmt, f"more than {limit} bytes once decompressed")
         self.limit = limit
+
+
+class OutOfWork(StreamError):
+    """A bound of the check on the work for one file was reached; ``detail``
+    says which ("after 20 s of CPU"): the rest is unknown, not wrong."""
 
 
 class MissingModule(StreamError):

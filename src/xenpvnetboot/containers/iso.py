@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import BootError, NotFound
 from ..transports.base import ByteSource
+from .budget import Budget
 from .tree import DIR, FILE, LINK, ExtentSource, ImageTree, Node, import_optional
 
 _PVD_OFFSET = 16 * 2048
@@ -46,8 +47,8 @@ def _plain_key(name: str) -> str:
 class IsoTree(ImageTree):
     kind = "ISO9660"
 
-    def __init__(self, source: ByteSource) -> None:
-        super().__init__(source)
+    def __init__(self, source: ByteSource, budget: Optional[Budget] = None) -> None:
+        super().__init__(source, budget)
         pycdlib = import_optional("pycdlib", "pycdlib", "ISO9660")
         self._iso: Any = None
         self._listings: Dict[Tuple[str, Tuple[str, ...]], Dict[str, Node]] = {}
@@ -139,7 +140,7 @@ class IsoTree(ImageTree):
         if rec.is_symlink():  # Rock Ridge, whatever name set found the record
             target = rec.rock_ridge.symlink_path().decode("utf-8", "surrogateescape")
             return Node(LINK, path, target=target)
-        runs = []
+        runs: List[Tuple[int, int]] = []
         part = rec
         while part is not None and len(runs) < 1024:
             runs.append((part.extent_location() * self._block, part.get_data_length()))

@@ -1,29 +1,40 @@
 """Whole-disk images: an MBR (with logical partitions) or GPT partition table.
 
 A guest's disk image holds its ``/boot`` in one of several partitions, and
-pygrub searches them in order; so does :class:`PartitionedTree`.  Every
-partition whose first bytes carry a filesystem we read is opened as a view
-of the disk (no loop device, no offset mount); a file is then looked up in
-each of them in table order and the first one holding it wins, for stat,
-fetch and open_source alike.  A partition that cannot be read (corrupt, or
-needing a library that is missing) is skipped; only when none can be read
-is the disk refused.
+pygrub searches them in order; so does :class:`PartitionedTree`.  A file is
+looked up in each partition in table order and the first one holding it
+wins, for stat, fetch and open_source alike.  Partitions are opened as
+views of the disk (no loop device, no offset mount) only when a lookup
+reaches them, so a table of a thousand entries costs what the first few
+do: the first readable partition is opened with the disk, the next ones
+when a file is not found in those before.  Entries that name the same
+bytes are opened once, and at most :data:`MAX_PARTITIONS_OPENED` are ever
+opened.  A partition that cannot be read (corrupt, or needing a library
+that is missing) is skipped; only when none can be read is the disk
+refused.  All partitions share the disk's work budget.
 """
 
 from __future__ import annotations
 
 import struct
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
 from ..errors import BootError, NotFound
 from ..transports.base import ByteSource, FileInfo, Sink, Tree
+from .budget import Budget, BudgetExceeded, MeteredSource
 from .detect import filesystem_kind, read_head
 from .tree import ExtentSource
 
 SECTOR = 512
-#: Bounds that stop a corrupt table from making us loop or allocate.
+#: Logical partitions followed along an extended partition's chain.
 MAX_LOGICAL = 128
+#: GPT entries read (the usual table has 128).
 MAX_GPT_ENTRIES = 1024
+#: Partitions whose first 34 KiB are read to recognise a filesystem, per
+#: disk: beyond these, the rest of the table is not looked at.
+MAX_PARTITIONS_PROBED = 128
+#: Partition filesystems opened per disk (a real disk has a handful).
+MAX_PARTITIONS_OPENED = 16
 
 _EXTENDED_TYPES = (0x05, 0x0F, 0x85)
 _GPT_PROTECTIVE = 0xEE
@@ -110,30 +121,99 @@ def find_partitions(source: ByteSource) -> Optional[List[Partition]]:
     return primary + [(5 + i, offset, length) for i, (offset, length) in enumerate(logical)]
 
 
+class _Slot:
+    """One partition: not tried yet, opened, or skipped (with the reason)."""
+
+    def __init__(self, number: int, offset: int, length: int) -> None:
+        self.number = number
+        self.offset = offset
+        self.length = length
+        self.state: Union[None, Tree, str] = None
+
+
+OpenFilesystem = Callable[[ByteSource, str, Budget], Tree]
+
+
 class PartitionedTree(Tree):
-    """The filesystems of a partitioned disk, searched in partition order.
+    """The filesystems of a partitioned disk, opened as lookups reach them.
 
     Owns the disk source and the partition trees; closing closes them all.
     """
 
     rooted = True
 
-    def __init__(self, source: ByteSource, trees: Sequence[Tuple[int, Tree]]) -> None:
+    def __init__(self, source: ByteSource, partitions: Sequence[Partition],
+                 open_filesystem: OpenFilesystem, budget: Budget) -> None:
         self.source = source
-        self.trees = list(trees)
+        self._open_filesystem = open_filesystem
+        self._budget = budget
+        self._slots: List[_Slot] = []
+        seen: Set[Tuple[int, int]] = set()
+        for number, offset, length in partitions:
+            length = min(length, max(0, source.size - offset))
+            if length and (offset, length) not in seen:
+                seen.add((offset, length))
+                self._slots.append(_Slot(number, offset, length))
+            if len(self._slots) == MAX_PARTITIONS_PROBED:
+                break
+        self._opened = 0
+
+    @property
+    def trees(self) -> List[Tuple[int, Tree]]:
+        """The partitions opened so far, in table order."""
+        return [(slot.number, slot.state) for slot in self._slots
+                if isinstance(slot.state, Tree)]
+
+    def _each(self) -> Iterator[Tuple[int, Tree]]:
+        """Every readable partition in table order, opening each when reached."""
+        for slot in self._slots:
+            if slot.state is None:
+                self._try(slot)
+            if isinstance(slot.state, Tree):
+                yield slot.number, slot.state
+
+    def _try(self, slot: _Slot) -> None:
+        if self._opened >= MAX_PARTITIONS_OPENED:
+            slot.state = f"partition {slot.number} not opened (at most {MAX_PARTITIONS_OPENED})"
+            return
+        part = ExtentSource(self.source, [(slot.offset, slot.length)],
+                            f"{self.source.name} partition {slot.number}")
+        kind = filesystem_kind(read_head(MeteredSource(part, self._budget)))
+        if kind is None:
+            slot.state = ""
+            return
+        self._opened += 1
+        try:
+            slot.state = self._open_filesystem(part, kind, self._budget)
+        except BudgetExceeded:
+            raise
+        except BootError as exc:
+            slot.state = str(exc)
+
+    def first(self) -> None:
+        """Open the first readable partition; BootError if there is none."""
+        for _ in self._each():
+            return
+        problems = [slot.state for slot in self._slots if isinstance(slot.state, str)
+                    and slot.state]
+        detail = "; ".join(problems) if problems else "none holds a recognised filesystem"
+        raise BootError(
+            f"{self.source.name}: partitioned disk, but no partition can be read as "
+            f"ISO9660, ext2/3/4, FAT or squashfs ({detail})"
+        )
 
     def url(self, path: str) -> str:
         return f"{self.source.name}:/{path.lstrip('/')}"
 
     def _locate(self, path: str) -> Tuple[Tree, FileInfo]:
         """The first partition that has *path*, and what it says about it."""
-        for _, tree in self.trees:
+        searched = []
+        for number, tree in self._each():
             try:
                 return tree, tree.stat(path)
             except NotFound:
-                continue
-        numbers = ", ".join(str(number) for number, _ in self.trees)
-        raise NotFound(f"{self.url(path)}: no such file in partitions {numbers}")
+                searched.append(str(number))
+        raise NotFound(f"{self.url(path)}: no such file in partitions {', '.join(searched)}")
 
     def stat(self, path: str) -> FileInfo:
         return self._locate(path)[1]
@@ -141,11 +221,11 @@ class PartitionedTree(Tree):
     def fetch(self, path: str, sink: Sink) -> None:
         self._locate(path)[0].fetch(path, sink)
 
-    def open_source(self, path: str) -> ByteSource:
+    def open_source(self, path: str, info: Optional[FileInfo] = None) -> ByteSource:
         return self._locate(path)[0].open_source(path)
 
     def close(self) -> None:
-        trees, self.trees = self.trees, []
+        trees, self._slots = self.trees, []
         try:
             for _, tree in trees:
                 tree.close()
@@ -153,33 +233,14 @@ class PartitionedTree(Tree):
             self.source.close()
 
 
-def open_partitioned(
-    source: ByteSource,
-    partitions: List[Partition],
-    open_filesystem: Callable[[ByteSource, str], Tree],
-) -> Tree:
-    """A tree over the readable partitions; BootError if there are none."""
-    trees: List[Tuple[int, Tree]] = []
-    problems: List[str] = []
+def open_partitioned(source: ByteSource, partitions: List[Partition],
+                     open_filesystem: OpenFilesystem, budget: Budget) -> Tree:
+    """A tree over the partitions; BootError if none can be read."""
+    tree = PartitionedTree(source, partitions, open_filesystem, budget)
     try:
-        for number, offset, length in partitions:
-            length = min(length, max(0, source.size - offset))
-            part = ExtentSource(source, [(offset, length)], f"{source.name} partition {number}")
-            kind = filesystem_kind(read_head(part)) if length else None
-            if kind is None:
-                continue
-            try:
-                trees.append((number, open_filesystem(part, kind)))
-            except BootError as exc:
-                problems.append(str(exc))
+        tree.first()
     except BaseException:
-        for _, tree in trees:
-            tree.close()
+        for _, opened in tree.trees:
+            opened.close()
         raise
-    if not trees:
-        detail = "; ".join(problems) if problems else "none holds a recognised filesystem"
-        raise BootError(
-            f"{source.name}: partitioned disk, but no partition can be read as "
-            f"ISO9660, ext2/3/4, FAT or squashfs ({detail})"
-        )
-    return PartitionedTree(source, trees)
+    return tree

@@ -1,91 +1,114 @@
-"""squashfs 4.0 images via PySquashfsImage (gzip, xz, lz4, lzo, zstd).
+"""squashfs 4.0 images (gzip, xz, lzma, lz4, lzo, zstd), opened lazily.
 
-PySquashfsImage reads from any file object, so it is handed the image
-through :meth:`ByteSource.as_file`.  It parses the whole directory tree when
-the image is opened (about 0.6 s for 30,000 files), which is fine for the
-boot images this tool meets.
+Opening an image reads its superblock and root inode only; a directory is
+read when a path goes through it, once (see :mod:`.sqfsmeta` for why the
+library's own reader, which walks the whole tree at open, is not used).
+PySquashfsImage still parses the superblock.
 
-File data is not read with its ``iter_file``: that only streams from the
-start, so a file inside the image could not be opened for random access (an
-image inside the image), and its block cache is shared by every instance.
-Instead :class:`SquashfsFileSource` indexes the file's blocks from the block
-list and fragment table the library parsed (its ``_read_block_list`` and
-``_read_fragment``; present since 0.9.0) and decompresses only the blocks a
-read touches, with the library's decompressor.
+A file's data is read by :class:`SquashfsFileSource`, which decompresses
+only the blocks a read touches, so a file inside the image can be opened
+for random access too (an image inside the image).  Each block inflates
+to at most the image's block size.  The compressed blocks that follow each
+other are fetched together, up to :data:`READ_SPAN` at a time: one range
+request per MiB for an image read in place over http.
 """
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from ..errors import BootError
 from ..transports.base import ByteSource
+from . import sqfsmeta
+from .budget import Budget
+from .sqfsmeta import Inflate, Inode, Layout, Metadata
 from .tree import DIR, FILE, LINK, OTHER, ImageTree, Node, import_optional
 
-#: pip packages of the decompressors PySquashfsImage imports on demand.
-_COMPRESSOR_PACKAGES = {"zstandard": "zstandard", "lzo": "python-lzo", "lz4": "lz4"}
-_UNCOMPRESSED = 1 << 24  # flag in a block's size word
+#: Most bytes of consecutive compressed data blocks fetched in one read.
+READ_SPAN = 1 << 20
+_SPAN_BLOCKS = 256  # and most blocks (sparse ones take no bytes)
+_UNCOMPRESSED = 1 << 24  # flag in a data block's size word
 _INVALID_BLOCK = 0xFFFFFFFF
+_INVALID_FRAGMENT = 0xFFFFFFFF
 
 
 class SquashfsTree(ImageTree):
+    """Directory and file nodes carry their :class:`.sqfsmeta.Inode` as ``ref``."""
+
     kind = "squashfs"
 
-    def __init__(self, source: ByteSource) -> None:
-        super().__init__(source)
+    def __init__(self, source: ByteSource, budget: Optional[Budget] = None) -> None:
+        super().__init__(source, budget)
         library = import_optional("PySquashfsImage", "PySquashfsImage", "squashfs")
-        self._image: Any = None
+        self._listings: Dict[Tuple[int, int, int], Dict[bytes, int]] = {}
         with self.guard():
+            layout, compression, flags, self._root_ref = sqfsmeta.parse_superblock(
+                library, self.view.pread(0, 96), source.name)
+            if layout.size > self.view.size:
+                raise BootError(f"{source.name}: squashfs image is truncated "
+                                f"({self.view.size} of {layout.size} bytes)")
             try:
-                self._image = library.SquashFsImage(self.view.as_file())
+                self._inflate: Inflate = sqfsmeta.inflater(compression, source.name)
             except ImportError as exc:
-                package = _COMPRESSOR_PACKAGES.get(exc.name or "", exc.name)
+                package = sqfsmeta.PACKAGES.get((exc.name or "").split(".")[0], exc.name)
                 raise BootError(
                     f"{source.name}: this squashfs image needs the Python package "
                     f"{package} (pip install {package})"
                 ) from None
+            self._layout: Layout = layout
+            self._meta = Metadata(self.view, self.budget, self._inflate, flags, source.name)
+            self._root_node = self._node(self._root_ref, ())
 
-    def _root(self) -> Node:
-        return Node(DIR, ref=self._image.root)
-
-    def _lookup(self, parent: Node, name: str) -> Optional[Node]:
-        entry = parent.ref.children.get(name)
-        if entry is None:
-            return None
-        path = parent.path + (name,)
-        if entry.is_dir:
-            return Node(DIR, path, ref=entry)
-        if entry.is_symlink:
-            target = entry.readlink()
-            if isinstance(target, bytes):
-                target = target.decode("utf-8", "surrogateescape")
-            return Node(LINK, path, target=target)
-        if entry.is_file:
-            return Node(FILE, path, size=int(entry.size), ref=entry)
+    def _node(self, ref: int, path: Tuple[str, ...]) -> Node:
+        inode = sqfsmeta.read_inode(self._meta, self._layout, ref, self.url("/".join(path)))
+        if inode.is_dir:
+            return Node(DIR, path, size=inode.size, ref=inode)
+        if inode.kind in (sqfsmeta.SYMLINK, sqfsmeta.LSYMLINK):
+            return Node(LINK, path, target=inode.target.decode("utf-8", "surrogateescape"))
+        if inode.kind in (sqfsmeta.FILE, sqfsmeta.LFILE):
+            return Node(FILE, path, size=inode.size, ref=inode)
         return Node(OTHER, path)
 
+    def _root(self) -> Node:
+        return self._root_node
+
+    def _lookup(self, parent: Node, name: str) -> Optional[Node]:
+        inode: Inode = parent.ref
+        key = (inode.start, inode.offset, inode.size)
+        listing = self._listings.get(key)
+        if listing is None:
+            listing = sqfsmeta.read_directory(self._meta, self._layout, inode, self.budget,
+                                              self.url("/".join(parent.path)))
+            self._listings[key] = listing
+        ref = listing.get(name.encode("utf-8", "surrogateescape"))
+        return None if ref is None else self._node(ref, parent.path + (name,))
+
     def _file_source(self, node: Node, name: str) -> ByteSource:
-        return SquashfsFileSource(self._image, self.view, node.ref.inode, node.size, name)
+        inode: Inode = node.ref
+        fragment = None
+        if inode.fragment != _INVALID_FRAGMENT:
+            fragment = sqfsmeta.fragment_entry(self._meta, self.view, self._layout,
+                                               inode.fragment, name)
+        return SquashfsFileSource(self.view, self._layout.block_size, self._inflate, inode,
+                                  sqfsmeta.block_list(self._meta, inode), fragment, name)
 
     def _release(self) -> None:
-        self._image = None
+        self._listings.clear()
 
 
 class SquashfsFileSource(ByteSource):
     """Random access to one regular file: only the touched blocks are inflated."""
 
-    def __init__(self, image: Any, view: ByteSource, inode: Any, size: int, name: str) -> None:
+    def __init__(self, view: ByteSource, block_size: int, inflate: Inflate, inode: Inode,
+                 words: List[int], fragment: Optional[Tuple[int, int]], name: str) -> None:
         self.name = name
         self._view = view
-        self._size = size
-        self._block_size = int(image.sblk.block_size)
-        self._decompress = image._comp.uncompress
+        self._size = inode.size
+        self._block_size = block_size
+        self._decompress = inflate
         #: (offset in the image, size word) of each full block, in file order.
         self._blocks: List[Tuple[int, int]] = []
-        start = int(inode.start)
-        if int(inode.blocks) * 4 > view.size:  # its block list could not fit in the image
-            raise BootError(f"{name}: corrupt squashfs inode (size {size})")
-        words = image._read_block_list(inode.block_start, inode.block_offset, inode.blocks)
+        start = inode.start
         for word in words:
             if word == _INVALID_BLOCK:
                 raise BootError(f"{name}: corrupt squashfs block list")
@@ -93,10 +116,11 @@ class SquashfsFileSource(ByteSource):
             start += word & ~_UNCOMPRESSED
         #: (offset, size word, slice start) of the tail fragment, if any.
         self._fragment: Optional[Tuple[int, int, int]] = None
-        if inode.frag_bytes:
-            frag_start, frag_word = image._read_fragment(inode.fragment)
-            self._fragment = (frag_start, frag_word, int(inode.offset))
+        if fragment is not None:
+            self._fragment = (fragment[0], fragment[1], inode.offset)
         self._cached: Tuple[int, bytes] = (-1, b"")
+        #: Compressed bytes of the blocks fetched with the last read, by index.
+        self._fetched: Dict[int, bytes] = {}
 
     @property
     def size(self) -> int:
@@ -105,14 +129,37 @@ class SquashfsFileSource(ByteSource):
     def _expected(self, index: int) -> int:
         return max(0, min(self._block_size, self._size - index * self._block_size))
 
-    def _inflate(self, offset: int, word: int) -> bytes:
+    def _stored(self, word: int) -> int:
         stored = word & ~_UNCOMPRESSED
+        if stored > self._block_size:
+            raise BootError(f"{self.name}: corrupt squashfs data block of {stored} bytes")
+        return stored
+
+    def _read(self, offset: int, stored: int) -> bytes:
         data = self._view.pread(offset, stored)
         if len(data) != stored:
             raise BootError(f"{self.name}: squashfs image is truncated")
+        return data
+
+    def _compressed(self, index: int) -> bytes:
+        """The stored bytes of full block *index*, fetched with those after it."""
+        if index not in self._fetched:
+            start, end, last = self._blocks[index][0], self._blocks[index][0], index
+            while last < len(self._blocks) and self._blocks[last][0] == end \
+                    and end - start < READ_SPAN and last - index < _SPAN_BLOCKS:
+                end += self._stored(self._blocks[last][1])
+                last += 1
+            data = self._read(start, end - start)
+            self._fetched = {}
+            for number in range(index, last):
+                offset, word = self._blocks[number]
+                self._fetched[number] = data[offset - start:offset - start + self._stored(word)]
+        return self._fetched[index]
+
+    def _inflate(self, data: bytes, word: int) -> bytes:
         if word & _UNCOMPRESSED:
             return data
-        return self._decompress(data, stored, self._block_size)
+        return self._decompress(data, self._block_size)
 
     def _block(self, index: int) -> bytes:
         """The bytes of block *index* of the file (the fragment is the last)."""
@@ -120,12 +167,13 @@ class SquashfsFileSource(ByteSource):
             return self._cached[1]
         expected = self._expected(index)
         if index < len(self._blocks):
-            offset, word = self._blocks[index]
-            data = self._inflate(offset, word) if word else bytes(expected)
+            word = self._blocks[index][1]
+            data = self._inflate(self._compressed(index), word) if word else bytes(expected)
             data = data[:expected]
         elif self._fragment is not None:
             offset, word, start = self._fragment
-            data = self._inflate(offset, word)[start:start + expected]
+            data = self._inflate(self._read(offset, self._stored(word)), word)
+            data = data[start:start + expected]
         else:
             data = b""
         if len(data) != expected:

@@ -17,11 +17,21 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 from ..errors import BootError, NotFound, XenPVNetBootError
 from ..transports.base import ByteSource, FileInfo, Sink, Tree, clean_path
+from .budget import Budget, MeteredSource
 
 #: Symlinks followed while resolving one path (Linux allows 40 as well).
 MAX_SYMLINKS = 40
 #: Longest symlink target read from an image (PATH_MAX).
 MAX_LINK_TARGET = 4096
+#: Largest directory read to look up a name in it.  A real directory of a
+#: million entries is some 40 MiB; a corrupt size of gigabytes would
+#: otherwise be read (TSK: 1 KiB per step, for hours).
+MAX_DIRECTORY = 64 << 20
+#: Bytes of zeros produced at a time for a hole in a sparse file.
+_ZEROS = bytes(1 << 20)
+
+#: One piece of a file: ``(offset in the parent, length)``; offset None is a hole.
+Run = Tuple[Optional[int], int]
 
 FILE = "file"
 DIR = "dir"
@@ -97,15 +107,16 @@ class Node:
 class ExtentSource(ByteSource):
     """A view of runs ``(offset, length)`` of a parent source, as one file.
 
-    Serves partitions (one run), files stored in ISO9660 extents, and the
-    whole image itself (so that reads are clamped to its size whatever length
-    a library asks for).  It does not own the parent: closing it is a no-op,
-    and it is valid only while the parent is open.
+    Serves partitions (one run), files stored in ISO9660 or ext extents
+    (a run at offset None is a hole, read as zeros), and the whole image
+    itself (so that reads are clamped to its size whatever length a library
+    asks for).  It does not own the parent: closing it is a no-op, and it is
+    valid only while the parent is open.
     """
 
-    def __init__(self, parent: ByteSource, runs: Sequence[Tuple[int, int]], name: str) -> None:
+    def __init__(self, parent: ByteSource, runs: Sequence[Run], name: str) -> None:
         self._parent = parent
-        self._runs: List[Tuple[int, int]] = [(o, n) for o, n in runs if n > 0]
+        self._runs: List[Run] = [(o, n) for o, n in runs if n > 0]
         self._size = sum(n for _, n in self._runs)
         self.name = name
 
@@ -113,7 +124,7 @@ class ExtentSource(ByteSource):
     def size(self) -> int:
         return self._size
 
-    def _pieces(self, offset: int, length: int) -> Iterator[Tuple[int, int]]:
+    def _pieces(self, offset: int, length: int) -> Iterator[Run]:
         """``(parent offset, length)`` of each run piece covering the range asked for."""
         end = min(offset + length, self._size)
         pos = 0
@@ -123,7 +134,8 @@ class ExtentSource(ByteSource):
             run_end = pos + run_length
             if run_end > offset:
                 start = max(offset, pos)
-                yield run_offset + start - pos, min(end, run_end) - start
+                at = None if run_offset is None else run_offset + start - pos
+                yield at, min(end, run_end) - start
             pos = run_end
 
     def pread(self, offset: int, length: int) -> bytes:
@@ -131,20 +143,76 @@ class ExtentSource(ByteSource):
             return b""
         parts = []
         for parent_offset, want in self._pieces(offset, length):
+            if parent_offset is None:
+                parts.append(bytes(want))
+                continue
             data = self._parent.pread(parent_offset, want)
             parts.append(data)
             if len(data) < want:
                 break  # the parent ends early: a truncated image
+        if not parts:
+            return b""
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def copy_range(self, offset: int, length: int, sink: Sink) -> None:
-        """Pass each run on to the parent, so a remote parent streams it in one request."""
-        for parent_offset, want in self._pieces(offset, length):
-            if parent_offset + want > self._parent.size:
-                raise BootError(
-                    f"{self.name}: the image ends before this file does (truncated image?)"
-                )
+        """Pass each run on to the parent, so a remote parent streams it in one
+        request (runs that follow each other in the parent are joined)."""
+        pending: Run = (None, 0)
+        for piece in self._pieces(offset, length):
+            start, count = pending
+            if start is not None and piece[0] == start + count:
+                pending = (start, count + piece[1])
+                continue
+            self._copy(pending, sink)
+            pending = piece
+        self._copy(pending, sink)
+
+    def _copy(self, piece: Run, sink: Sink) -> None:
+        parent_offset, want = piece
+        if parent_offset is None:
+            _write_zeros(want, sink)
+        elif parent_offset + want > self._parent.size:
+            raise BootError(
+                f"{self.name}: the image ends before this file does (truncated image?)"
+            )
+        else:
             self._parent.copy_range(parent_offset, want, sink)
+
+
+class MappedSource(ExtentSource):
+    """A file whose blocks are found as it is read (ext block maps and extents).
+
+    *run_at* gives ``(first block in the parent or None for a hole, blocks)``
+    for the run starting at a logical block, so a read costs lookups for the
+    runs it touches, not for the whole file whatever size it claims.
+    """
+
+    def __init__(self, parent: ByteSource, block_size: int, size: int,
+                 run_at: Callable[[int], Tuple[Optional[int], int]], name: str) -> None:
+        self._parent = parent
+        self._block_size = block_size
+        self._size = size
+        self._run_at = run_at
+        self.name = name
+
+    def _pieces(self, offset: int, length: int) -> Iterator[Run]:
+        end = min(offset + length, self._size)
+        pos = max(offset, 0)
+        while pos < end:
+            logical, skip = divmod(pos, self._block_size)
+            block, count = self._run_at(logical)
+            want = min(max(count, 1) * self._block_size - skip, end - pos)
+            yield (None if block is None else block * self._block_size + skip), want
+            pos += want
+
+
+def _write_zeros(count: int, sink: Sink) -> None:
+    """A hole of a sparse file, into the sink."""
+    while count > 0:
+        piece = _ZEROS[:min(count, len(_ZEROS))]
+        if sink.write(piece) != len(piece):
+            raise sink.error or BootError(f"{sink.name}: write refused")
+        count -= len(piece)
 
 
 def stream(source: ByteSource, sink: Sink) -> None:
@@ -167,10 +235,15 @@ class ImageTree(Tree):
     #: Format name for messages ("ISO9660", "ext4", ...).
     kind = "filesystem"
 
-    def __init__(self, source: ByteSource) -> None:
+    def __init__(self, source: ByteSource, budget: Optional[Budget] = None) -> None:
         self.source = source
-        #: What the libraries read from: the image with reads clamped to its size.
-        self.view = ExtentSource(source, [(0, source.size)], source.name)
+        #: The work this image may still cost (shared with the other partitions).
+        self.budget = budget if budget is not None else Budget(source.name)
+        #: What the readers read metadata from: the image with reads clamped
+        #: to its size and charged to the budget.
+        self.view = MeteredSource(
+            ExtentSource(source, [(0, source.size)], source.name), self.budget
+        )
         self._closed = False
 
     # -- what each format provides ------------------------------------------------
@@ -211,13 +284,19 @@ class ImageTree(Tree):
     def _walk(self, path: str, lookup: Callable[[Node, str], Optional[Node]]) -> Node:
         if self._closed:
             raise BootError(f"{self.source.name}: image already closed")
+
+        def charged(parent: Node, name: str) -> Optional[Node]:
+            self.budget.charge("lookups")
+            return lookup(parent, name)
+
         with self.guard():
-            return resolve(self._root(), clean_path(path), lookup, self.url(path))
+            return resolve(self._root(), clean_path(path), charged, self.url(path))
 
     def stat(self, path: str) -> FileInfo:
         return FileInfo(size=self._find(path).size)
 
-    def open_source(self, path: str) -> ByteSource:
+    def open_source(self, path: str, info: Optional[FileInfo] = None) -> ByteSource:
+        """*info* is not needed: the image itself says how large the file is."""
         node = self._find(path)
         with self.guard():
             return GuardedSource(self, self._file_source(node, self.url(clean_path(path))))
@@ -251,13 +330,13 @@ class GuardedSource(ByteSource):
     def pread(self, offset: int, length: int) -> bytes:
         if self._tree._closed:
             raise BootError(f"{self.name}: the image holding it is closed")
-        with self._tree.guard():
+        with self._tree.guard(), self._tree.budget.unmetered():
             return self._inner.pread(offset, length)
 
     def copy_range(self, offset: int, length: int, sink: Sink) -> None:
         if self._tree._closed:
             raise BootError(f"{self.name}: the image holding it is closed")
-        with self._tree.guard():
+        with self._tree.guard(), self._tree.budget.unmetered():
             self._inner.copy_range(offset, length, sink)
 
 

@@ -1,15 +1,13 @@
-"""ext2/ext3/ext4 and FAT12/16/32 images via The Sleuth Kit (pytsk3).
+"""FAT12/16/32 images via The Sleuth Kit (pytsk3).
 
-TSK reads these filesystems entirely in userspace from any object that can
-answer "bytes at offset": here our ByteSource, so no mount, no loop device
-and no privilege is needed.  It handles ext4 extents, htree directories and
-inline data, and FAT long names (matched case-insensitively, as on Windows).
-Symlinks are followed by :func:`.tree.resolve`, not by TSK, so that a link
-can never lead out of the image.
-
-:class:`TskTree` looks names up with TSK's own path search, which is what
-FAT needs; ext images use :class:`.ext.ExtTree`, which checks each inode
-before TSK opens it.
+TSK reads FAT entirely in userspace from any object that can answer "bytes
+at offset": here our ByteSource, so no mount, no loop device and no
+privilege is needed.  It handles FAT long names (matched
+case-insensitively, as on Windows) and its own path search is what FAT
+needs.  Every byte it reads passes through the image's metered view, so
+the budget bounds its work; a file's size is checked against the image
+before its data is read.  (ext images used to be read through TSK too; see
+:mod:`.ext` for why they no longer are.)
 """
 
 from __future__ import annotations
@@ -18,15 +16,12 @@ from typing import Any, Optional
 
 from ..errors import BootError
 from ..transports.base import ByteSource
-from .tree import DIR, FILE, LINK, MAX_LINK_TARGET, OTHER, ImageTree, Node, import_optional
+from .budget import Budget
+from .tree import (DIR, FILE, LINK, MAX_DIRECTORY, MAX_LINK_TARGET, OTHER, ImageTree, Node,
+                   import_optional)
 
 EXT = "ext2/3/4"
 FAT = "FAT"
-
-#: Largest directory we let TSK read.  It loads a whole directory to look up
-#: one name, 1 KiB per step, so a corrupt size of gigabytes would take hours;
-#: a real directory of a million entries is some 40 MiB.
-MAX_DIRECTORY = 64 << 20
 
 
 def _image_class(pytsk3: Any) -> type:
@@ -54,8 +49,8 @@ def _image_class(pytsk3: Any) -> type:
 
 
 class TskTree(ImageTree):
-    def __init__(self, source: ByteSource, kind: str) -> None:
-        super().__init__(source)
+    def __init__(self, source: ByteSource, kind: str, budget: Optional[Budget] = None) -> None:
+        super().__init__(source, budget)
         self.kind = kind
         pytsk3 = import_optional("pytsk3", "pytsk3", kind)
         self._tsk = pytsk3

@@ -14,7 +14,7 @@ from urllib.parse import unquote
 
 from ..errors import BootError, NotFound, UsageError
 from ..transports import URL_SCHEMES, TransportOptions, Tree, open_url_tree
-from ..transports.base import OwningSource, clean_path
+from ..transports.base import ByteSource, OwningSource, clean_path
 from ..transports.local import LocalSource, LocalTree
 from .model import FileSpec, Kind, Location
 from .parse import parse_file_spec, parse_location
@@ -53,6 +53,7 @@ def open_remote_image(location: Location, options: TransportOptions) -> Tree:
             parent.close()
             return open_url_tree(location.as_tree(), options)
         source = OwningSource(parent.open_source(name, info), parent)
+        source = _hooked(options, parent, name, source, remote=True)
     except NotFound as missing:
         parent.close()
         return _directory_instead(location, options, missing)
@@ -151,8 +152,27 @@ def open_local(path: str, options: TransportOptions) -> Tree:
     if stat_mod.S_ISREG(st.st_mode) or stat_mod.S_ISBLK(st.st_mode):
         from ..containers import take_image
 
-        return take_image(LocalSource(path), options)
+        source = LocalSource(path)
+        directory, name = os.path.split(path)
+        return take_image(_hooked(options, LocalTree(directory), name, source, remote=False),
+                          options)
     raise BootError(f"{path}: not a directory, image file or block device")
+
+
+def _hooked(options: TransportOptions, directory: Tree, name: str, source: ByteSource,
+            remote: bool) -> ByteSource:
+    """The source an image is read through: *options.image_hook*'s, if any.
+
+    The guest's own disk (opened as root for a restricted worker) is not
+    passed through it.  On failure the source is closed here.
+    """
+    if options.image_hook is None:
+        return source
+    try:
+        return options.image_hook(directory, name, source, remote)
+    except BaseException:
+        source.close()
+        raise
 
 
 def _local_file(path: str, shown: str) -> Tuple[Tree, str, bool]:

@@ -64,6 +64,10 @@ class TransportOptions:
     #: Guarded address classes (see :mod:`.peers`) allowed beyond those the
     #: tree's own URL names; empty for a boot, all of them for trusting tests.
     allow_addresses: FrozenSet[str] = frozenset()
+    #: Called with (directory tree, image name, byte source, remote?) between
+    #: opening an image location's bytes and reading its filesystem; returns
+    #: the source to read it through (``--verify`` checks the image there).
+    image_hook: Optional[Callable[["Tree", str, "ByteSource", bool], "ByteSource"]] = None
 
     def note(self, message: str) -> None:
         if self.log is not None:

@@ -501,6 +501,12 @@ class RangeSource(ByteSource):
     READ_AHEAD = 4  # blocks fetched together on a miss (512 KiB)
     MAX_BLOCKS = 64  # cached blocks (8 MiB)
     DIRECT = 4 * BLOCK  # larger reads skip the cache
+    #: Bytes fetched into the block cache (small reads: an image's metadata) per image.
+    MAX_CACHED_BYTES = 256 << 20
+    #: Requests allowed beyond one per REQUEST_QUANTUM bytes received: a crafted
+    #: image cannot make the reader send endless tiny range requests.
+    MAX_SMALL_REQUESTS = 4096
+    REQUEST_QUANTUM = 256 << 10
 
     def __init__(self, tree: CurlTree, path: str, size: int) -> None:
         self._tree = tree
@@ -511,6 +517,7 @@ class RangeSource(ByteSource):
         #: Requests made and bytes received: for --verbose and the tests.
         self.requests = 0
         self.received = 0
+        self.cached = 0
 
     @property
     def size(self) -> int:
@@ -532,6 +539,9 @@ class RangeSource(ByteSource):
         self._tree.fetch_span(self._path, offset, end, sink)
         self.requests += 1
         self.received += sink.written - before
+        if self.requests > self.MAX_SMALL_REQUESTS + self.received // self.REQUEST_QUANTUM:
+            raise BootError(f"{self.name}: {self.requests} range requests for {self.received} "
+                            "bytes (corrupt or crafted image?)")
 
     def pread(self, offset: int, length: int) -> bytes:
         end = min(offset + length, self._size)
@@ -545,6 +555,10 @@ class RangeSource(ByteSource):
             count = -(-self._size // self.BLOCK)
             stop = min(count, max(missing[-1] + 1, missing[0] + self.READ_AHEAD))
             data = self._get(missing[0] * self.BLOCK, min(self._size, stop * self.BLOCK))
+            self.cached += len(data)
+            if self.cached > self.MAX_CACHED_BYTES:
+                raise BootError(f"{self.name}: more than {self.MAX_CACHED_BYTES} bytes of image "
+                                "metadata fetched (corrupt or crafted image?)")
             for number, index in enumerate(range(missing[0], stop)):
                 self._blocks[index] = data[number * self.BLOCK:(number + 1) * self.BLOCK]
         parts = []

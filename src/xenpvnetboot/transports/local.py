@@ -8,7 +8,7 @@ import stat as stat_mod
 from typing import Optional
 
 from ..errors import BootError, NotFound
-from .base import ByteSource, FileInfo, Sink, Tree
+from .base import COPY_CHUNK, ByteSource, FileInfo, Sink, Tree
 
 CHUNK = 1 << 20
 
@@ -105,6 +105,24 @@ class LocalSource(ByteSource):
             if exc.errno == errno.EISDIR:
                 raise NotFound(f"{self.name}: is a directory") from None
             raise BootError(f"{self.name}: read failed: {_describe(exc)}") from None
+
+    def copy_range(self, offset: int, length: int, sink: Sink) -> None:
+        """Stream a range through one reused buffer: no allocation (and page
+        faults) per megabyte, which a file inside a local image would cost."""
+        buffer = bytearray(min(COPY_CHUNK, max(length, 1)))
+        view = memoryview(buffer)
+        end = offset + length
+        while offset < end:
+            try:
+                count = os.preadv(self.fileno, [view[:min(len(buffer), end - offset)]], offset)
+            except OSError as exc:
+                raise BootError(f"{self.name}: read failed: {_describe(exc)}") from None
+            if count <= 0:
+                raise BootError(f"{self.name}: ends at byte {offset}, before the {end} needed "
+                                "(truncated image?)")
+            offset += count
+            if sink.write(view[:count]) != count:
+                raise sink.error or BootError(f"{sink.name}: write refused")
 
     def close(self) -> None:
         if self._fd is not None:

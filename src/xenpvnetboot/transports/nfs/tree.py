@@ -161,6 +161,13 @@ def _open_image(spec: NfsSpec, options: TransportOptions) -> Tree:
     except BaseException:
         connection.close()
         raise
+    if options.image_hook is not None:
+        try:
+            listing = NfsTree(connection, spec.with_path(directory or "/"), root)
+            source = options.image_hook(listing, name, source, True)
+        except BaseException:
+            source.close()
+            raise
     from ...containers import take_image
 
     return take_image(source, options)
