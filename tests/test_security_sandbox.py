@@ -315,3 +315,42 @@ def test_worker_report_cannot_lie_about_sizes(http_server, workdir, monkeypatch)
     with pytest.raises(BootError, match="bad report"):
         check_report_file({"kernel": {"name": 5, "size": 5}}, "kernel", 5)
     assert BOOTLOADER
+
+
+@pytest.fixture(scope="module")
+def crowded_iso(tmp_path_factory):
+    """An ISO whose directories take pycdlib seconds to parse at open: a boot
+    that is busy inside an image reader, as a hostile image would keep it."""
+    from support.env import need_program
+    from support.images import build_iso
+
+    need_program("xorriso", "xorriso")
+    root = tmp_path_factory.mktemp("crowded")
+    tree = root / "tree"
+    for index in range(40):
+        directory = tree / f"d{index}"
+        directory.mkdir(parents=True)
+        for number in range(1000):
+            (directory / f"f{number}").write_bytes(b"")
+    return build_iso(str(tree), str(root / "crowded.iso"), "rockridge")
+
+
+@pytest.mark.parametrize("after", [0.3, 0.8, 1.5])
+def test_sigterm_while_parsing_an_image(crowded_iso, workdir, after):
+    proc, out, outdir = _start([f"--location={crowded_iso}"], workdir)
+    try:
+        time.sleep(after)
+        assert proc.poll() is None, "the boot ended before the signal: the image is too small"
+        start = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=5)
+        took = time.monotonic() - start
+        output = proc.stdout.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert took < 1.0, took
+    assert proc.returncode == 1 and "interrupted by SIGTERM" in output
+    time.sleep(0.2)
+    assert _processes_with(outdir) == []
+    assert os.listdir(outdir) == [] and os.path.getsize(out) == 0
