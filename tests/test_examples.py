@@ -642,8 +642,9 @@ def test_example_boots(name, world, workdir, monkeypatch, request):
     assert run.kernel_sha256 == file_digest(files[case.kernel]), f"not {case.kernel}:\n{run.console}"
     assert run.ramdisk_sha256 == file_digest(files[case.ramdisk]), f"not {case.ramdisk}:\n{run.console}"
     assert run.leftovers == []
+    # The test trees are not signed (--verify says so); nothing else may warn.
     assert not [line for line in run.console.splitlines()
-                if "warning" in line or "error" in line], run.console
+                if ("warning" in line and "Not verified:" not in line) or "error" in line], run.console
     if boot.runas is not None:
         assert run.console.strip() == "", "libxl passes --quiet with --runas"
     else:

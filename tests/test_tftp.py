@@ -183,6 +183,20 @@ def test_ipv6_loopback_and_hostname(tftpd_hpa, root):
     assert tree.read_bytes("small") == (root / "small").read_bytes()
 
 
+def test_boot_from_a_location_naming_loopback(tftpd_hpa, sample_root, workdir):
+    """The location names 127.0.0.1 itself, so the address policy lets the
+    boot use it (a name that only resolves there would be refused)."""
+    from support.libxl import run_bootloader
+    from support.trees import expected
+
+    srv = tftpd_hpa(sample_root)
+    run = run_bootloader([f"--location=tftp://127.0.0.1:{srv.port}/OL6"], workdir)
+    assert run.status == 0, run.console
+    assert run.kernel == expected("OL6/images/pxeboot/vmlinuz")
+    assert run.ramdisk == expected("OL6/images/pxeboot/initrd.img")
+    assert "refused" not in run.console and run.leftovers == []
+
+
 # --- limits and failures ------------------------------------------------------------
 
 

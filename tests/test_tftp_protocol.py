@@ -1,6 +1,7 @@
 """TFTP client: packet codec, option negotiation, URLs, timers, and protocol
 corner cases played by a scripted server on 127.0.0.1 (duplicates, reordering,
-rollover to 1, stray transfer IDs, option refusal, broken servers)."""
+rollover to 1, stray transfer IDs, option refusal, broken servers), and where
+the client may send (the address policy, with a stand-in resolver)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ from hypothesis import strategies as st
 from support.tftp_servers import ScriptedServer, serve_file
 
 from xenpvnetboot.errors import BootError, NotFound, TransientError, UsageError
+from xenpvnetboot.location import parse_location
 from xenpvnetboot.transports import TransportOptions, open_url_tree
 from xenpvnetboot.transports import tftp
 from xenpvnetboot.transports.base import Sink
+from xenpvnetboot.transports.peers import RefusedAddress
 from xenpvnetboot.transports.tftp import (
     Ack,
     Data,
@@ -198,7 +201,9 @@ def test_remote_names_and_urls():
 
 
 def test_scheme_registry_opens_tftp():
-    assert isinstance(open_url_tree("tftp://127.0.0.1/", "tftp", FAST), tftp.TftpTree)
+    tree = open_url_tree(parse_location("tftp://127.0.0.1:6969/pxe%20dir/"), FAST)
+    assert isinstance(tree, tftp.TftpTree)
+    assert (tree.location.port, tree.location.root) == (6969, "pxe dir/")
 
 
 def test_defaults_and_ranges():
@@ -325,6 +330,15 @@ def test_stray_transfer_id_gets_error_5():
         tree = tftp.open_tree(server.url(), TransportOptions(timeout=2, retries=0, tftp_blksize=8))
         assert fetch_bytes(tree, "f") == data
         assert tree.last_stats.stray == 1
+
+
+def test_strangers_are_answered_without_a_shared_port_too(monkeypatch):
+    """Where the stranger-hearing socket cannot be had, the transfer socket
+    stays unconnected and checks every source itself."""
+    from xenpvnetboot.transports.tftp import driver
+
+    monkeypatch.setattr(driver, "_SO_REUSEPORT", -1)  # setsockopt refuses it
+    test_stray_transfer_id_gets_error_5()
 
 
 def test_rollover_to_one_in_lock_step():
@@ -567,3 +581,98 @@ def test_flood_of_useless_packets_does_not_stop_the_clock(kind):
         with pytest.raises(TransientError, match="no data from the TFTP server for 1 s"):
             fetch_bytes(tree, "f")
         assert time.monotonic() - start < 2.5
+
+
+# --- where the client may send: the address policy and the transfer ID ---------------------
+
+
+def resolver_to(address: str, seen: list):
+    """A stand-in for socket.getaddrinfo that answers *address* for any name."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+
+    def resolve(host, port, type=0):
+        seen.append((host, port))
+        sockaddr = (address, port, 0, 0) if family == socket.AF_INET6 else (address, port)
+        return [(family, socket.SOCK_DGRAM, socket.IPPROTO_UDP, "", sockaddr)]
+
+    return resolve
+
+
+def test_name_resolving_to_loopback_is_refused_before_anything_is_sent():
+    def script(session):
+        serve_file(session, b"dom0's own secret", blksize=512)
+
+    seen = []
+    with ScriptedServer(script) as server:
+        url = f"tftp://install.example:{server.port}/"
+        tree = tftp.TftpTree(tftp.parse_url(url), FAST, resolve=resolver_to("127.0.0.1", seen))
+        with pytest.raises(RefusedAddress) as info:
+            fetch_bytes(tree, "linux")
+        assert str(info.value) == (f"{url}linux: refused to connect to 127.0.0.1, a loopback "
+                                   "address of this host that the location does not name")
+        with pytest.raises(RefusedAddress):
+            tree.stat("linux")
+        time.sleep(0.2)
+        assert server.sessions == []  # not one datagram reached it
+        assert set(seen) == {("install.example", server.port)}
+        # the same resolution is fine where loopback is allowed: the policy refused it
+        trusting = TransportOptions(timeout=2, retries=0, tftp_blksize=1468,
+                                    allow_addresses=frozenset({"loopback"}))
+        tree = tftp.TftpTree(tftp.parse_url(url), trusting, resolve=resolver_to("127.0.0.1", seen))
+        assert fetch_bytes(tree, "linux") == b"dom0's own secret"
+
+
+@pytest.mark.parametrize("address, kind", [("::1", "loopback"), ("::ffff:127.0.0.1", "loopback"),
+                                           ("169.254.169.254", "link-local"), ("0.0.0.0", "unspecified")])
+def test_names_resolving_to_this_host_are_refused(address, kind, monkeypatch):
+    def no_socket(*args):
+        raise AssertionError("a socket was opened for a refused address")
+
+    monkeypatch.setattr(tftp.tree, "Channel", no_socket)  # nothing can leave even if it regresses
+    tree = tftp.TftpTree(tftp.parse_url("tftp://install.example/"), FAST,
+                         resolve=resolver_to(address, []))
+    with pytest.raises(RefusedAddress, match=f"refused to connect to {address}, a {kind} address"):
+        tree.stat("linux")
+
+
+@pytest.mark.parametrize("url", ["tftp://127.0.0.1:{port}/", "tftp://localhost:{port}/"])
+def test_a_location_naming_loopback_may_use_it(url):
+    def script(session):
+        serve_file(session, b"served on loopback", blksize=512)
+
+    with ScriptedServer(script) as server:
+        tree = tftp.open_tree(url.format(port=server.port), FAST)
+        assert fetch_bytes(tree, "f") == b"served on loopback"
+
+
+def test_answers_from_another_address_are_not_the_server():
+    """The transfer ID must come from the address the request went to."""
+    answers = []
+
+    def script(session):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as elsewhere:
+            elsewhere.bind(("127.0.0.2", 0))
+            elsewhere.settimeout(1)
+            elsewhere.sendto(encode_oack({"blksize": "1468", "tsize": "5"}), session.client)
+            answers.append(elsewhere.recvfrom(100)[0])
+
+    with ScriptedServer(script) as server:
+        tree = tftp.open_tree(server.url(), TransportOptions(timeout=1, retries=0, tftp_blksize=1468))
+        with pytest.raises(TransientError, match="no answer from the TFTP server"):
+            tree.stat("f")
+    # one answer to each (resent) request, all from the wrong address: each told off
+    assert answers and set(answers) == {encode_error(tftp.ERR_UNKNOWN_TID, "unknown transfer ID")}
+    assert tree.last_stats.stray == len(answers)
+
+
+def test_unresolvable_names_are_one_line_errors():
+    def refuse(host, port, type=0):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    tree = tftp.TftpTree(tftp.parse_url("tftp://nowhere.example/"), FAST, resolve=refuse)
+    with pytest.raises(BootError) as info:
+        tree.stat("linux")
+    assert str(info.value) == ("tftp://nowhere.example/linux: cannot resolve nowhere.example: "
+                               "Name or service not known")
+    with pytest.raises(BootError, match="cannot resolve"):
+        tftp.open_tree("tftp://" + "a" * 70 + ".example/", FAST).stat("linux")  # IDNA refuses it

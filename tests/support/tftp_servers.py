@@ -514,9 +514,11 @@ class ScriptedSession:
 
 
 def client_argv(url: str, output: str, timeout: float, blksize: Optional[int] = None,
-                windowsize: Optional[int] = None) -> List[str]:
-    """Command line running the project's client on one URL (see :func:`main`)."""
-    argv = [sys.executable, os.path.abspath(__file__), "fetch", url, output, "--timeout", str(timeout)]
+                windowsize: Optional[int] = None, more: Sequence[str] = ()) -> List[str]:
+    """Command line running the project's client on one URL, or on several
+    (*more*: further URL, OUTPUT pairs, fetched by the same process; see :func:`main`)."""
+    argv = [sys.executable, os.path.abspath(__file__), "fetch", url, output, *more,
+            "--timeout", str(timeout)]
     if blksize is not None:
         argv += ["--blksize", str(blksize)]
     if windowsize is not None:
@@ -535,24 +537,28 @@ def main(argv: Sequence[str]) -> int:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("command", choices=["fetch"])
-    parser.add_argument("url")
-    parser.add_argument("output")
+    parser.add_argument("targets", nargs="+", metavar="URL OUTPUT",
+                        help="files to fetch one after the other, and where to")
     parser.add_argument("--timeout", type=float, default=10.0)
     parser.add_argument("--blksize", type=int)
     parser.add_argument("--windowsize", type=int)
     args = parser.parse_args(argv)
-    head, _, name = args.url.rpartition("/")
-    parts = urlsplit(args.url)
+    if len(args.targets) % 2:
+        parser.error("each URL needs an OUTPUT")
+    pairs = list(zip(args.targets[0::2], args.targets[1::2]))
+    parts = urlsplit(pairs[0][0])
     wait_for_tftp(parts.hostname or "", parts.port or 69)
     options = TransportOptions(timeout=args.timeout, tftp_blksize=args.blksize,
                                tftp_windowsize=args.windowsize)
-    tree = tftp.open_tree(head + "/", options)
-    try:
-        with open(args.output, "wb") as out:
-            tree.fetch(name, Sink(out, tree.url(name)))
-    except XenPVNetBootError as exc:
-        print(json.dumps({"error": str(exc)}))
-        return 1
+    for url, output in pairs:
+        head, _, name = url.rpartition("/")
+        tree = tftp.open_tree(head + "/", options)
+        try:
+            with open(output, "wb") as out:
+                tree.fetch(name, Sink(out, tree.url(name)))
+        except XenPVNetBootError as exc:
+            print(json.dumps({"error": str(exc)}))
+            return 1
     print(json.dumps(dataclasses.asdict(tree.last_stats)))
     return 0
 

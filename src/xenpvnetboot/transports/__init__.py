@@ -35,8 +35,6 @@ def open_url_tree(location: "Location", options: TransportOptions) -> Tree:
         raise UsageError(f"unsupported location scheme {location.scheme!r} in "
                          f"{location.display()!r}") from None
     module = importlib.import_module(f".{module_name}", __name__)
-    if module_name == "tftp":  # its open_tree still takes the URL text
-        return module.open_tree(location.url(), options)
     return module.open_tree(location, options)
 
 

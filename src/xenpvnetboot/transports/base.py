@@ -143,7 +143,9 @@ class Sink:
     and :meth:`expect` as soon as they learn the announced size.  ``write``
     never raises: it returns 0 to stop a transfer (what libcurl's write
     callback wants) and keeps the reason in :attr:`error`, which the transport
-    raises once it is back in control.
+    raises once it is back in control.  *data* may be a memoryview of a
+    transport's receive buffer, valid only during the call: a sink that keeps
+    it must copy it.
     """
 
     def __init__(
