@@ -102,9 +102,13 @@ def test_kernel_without_any_ramdisk(http_server, workdir):
     assert_booted(run, "kernel-only/isolinux/vmlinuz", None)
 
 
-def test_nothing_found_names_location_and_paths(http_server, workdir):
+def test_nothing_found_names_location_and_paths(http_server, workdir, tmp_path):
     run = run_bootloader([f"--location={http_server.url('empty')}"], workdir)
-    assert_failed(run, http_server.url("empty"), "images/pxeboot/vmlinuz", "isolinux/vmlinuz")
+    assert_failed(run, http_server.url("empty"), "no kernel found: ", "six pairs", "-v lists the paths")
+    again = tmp_path / "verbose"
+    again.mkdir()
+    verbose = run_bootloader([f"--location={http_server.url('empty')}", "-v"], str(again))
+    assert "images/pxeboot/vmlinuz" in verbose.console and "isolinux/vmlinuz" in verbose.console
 
 
 def test_path_needing_quotes(http_server, workdir):

@@ -268,7 +268,7 @@ def test_troubleshooting_names_the_programs_messages(page_text):
     sources = "".join(read(os.path.join(ROOT, "src", "xenpvnetboot", *path)) for path in (
         ("boot.py",), ("layouts", "detect.py"), ("transports", "curl.py")))
     for quoted, in_source in (("are free", "are free; choose another place with --output-directory"),
-                              ("no kernel found; tried", "no kernel found; tried "),
+                              ("no kernel found:", "no kernel found: "),
                               ("TLS certificate verification failed", "TLS certificate verification failed")):
         assert quoted in section and in_source in sources
     for advice in ("--output-directory", "--ca-cert", "LIBXL_BOOTLOADER_TIMEOUT", "-n",

@@ -8,8 +8,9 @@ import subprocess
 
 import pytest
 from support import env as test_env
-from support import http_server as http_support
-from support.layout_trees import BY_NAME, SAMPLE_MARKERS, TREES, LayoutTree, build, build_all, sha256
+from support.layout_trees import (x86_64_host,  # noqa: F401 (a fixture)
+                                  BY_NAME, SAMPLE_MARKERS, TREES, LayoutTree, TreeServer, build,
+                                  build_all, sha256)
 
 from xenpvnetboot.errors import BootError
 from xenpvnetboot.layout import select_files
@@ -18,14 +19,12 @@ from xenpvnetboot.layouts.arch import canonical_arch
 from xenpvnetboot.layouts.table import FAMILIES, MARKERS, ORIGINAL_PAIRS, all_pairs
 from xenpvnetboot.location import open_location
 from xenpvnetboot.transports import TransportOptions
+from xenpvnetboot.transports.local import LocalTree
 
 OPTIONS = TransportOptions(retries=0, timeout=10)
 
 
-@pytest.fixture(autouse=True)
-def x86_64_host(monkeypatch):
-    """Make the default architecture that of an x86_64 host, wherever the tests run."""
-    monkeypatch.setattr(arch_mod, "host_arch", lambda: arch_mod.X86_64)
+pytestmark = pytest.mark.usefixtures("x86_64_host")
 
 
 @pytest.fixture(scope="module")
@@ -33,22 +32,30 @@ def layout_root(tmp_path_factory):
     return build_all(str(tmp_path_factory.mktemp("layouts")), TREES)
 
 
-@pytest.fixture(scope="module")
-def layout_server(layout_root):
-    server = http_support.TestHTTPServer(layout_root).start()
+#: How servers answer for directories: nginx/Apache with and without a listing,
+#: and object stores, which answer for files only (see TreeServer).
+DIRECTORY_ANSWERS = ["listing", "403", "files-only"]
+
+
+@pytest.fixture(scope="module", params=DIRECTORY_ANSWERS)
+def layout_server(layout_root, request):
+    server = TreeServer(layout_root, directories=request.param).start()
     yield server
     server.stop()
 
 
-def choose(location: str, tree: LayoutTree, kernel_bytes: bool = False):
-    """Detect in *location* as the bootloader does; return the selection.
+def choose(location, tree: LayoutTree, kernel_bytes: bool = False, note=None):
+    """Detect in *location* (a string or an opened tree) as the bootloader does.
 
     With *kernel_bytes*, return the selection and the kernel's contents.
     """
+    options = OPTIONS if note is None else TransportOptions(retries=0, timeout=10, log=note,
+                                                            verbose=True)
     with contextlib.ExitStack() as stack:
-        opened = stack.enter_context(open_location(location, OPTIONS))
+        opened = location if not isinstance(location, str) else stack.enter_context(
+            open_location(location, options))
         wanted = canonical_arch(tree.arch) if tree.arch else None
-        selection = select_files(opened, None, None, OPTIONS, stack, arch=wanted)
+        selection = select_files(opened, None, None, options, stack, arch=wanted)
         if kernel_bytes:
             return selection, opened.read_bytes(selection.kernel.path)
         return selection
@@ -94,45 +101,63 @@ def test_treeinfo_checksums_reach_the_file_refs(layout_root):
     assert selection.kernel.info.size == len(tree.content(tree.kernel))
 
 
-# -- round trips -----------------------------------------------------------------
+# -- what is asked, and in which order ---------------------------------------------
 
-def requests_for(server, tree: LayoutTree):
-    server.requests.clear()
-    choose(server.url(tree.name), tree)
-    return [(method, path[len(tree.name) + 2:]) for method, path, _ in server.requests]
+class Recording(LocalTree):
+    """A local directory (asked one path at a time) that writes down each question."""
 
+    def __init__(self, root):
+        super().__init__(root)
+        self.asked = []
 
-def test_treeinfo_costs_three_requests(layout_server):
-    assert requests_for(layout_server, BY_NAME["fedora40"]) == [
-        ("GET", ".treeinfo"), ("HEAD", "images/pxeboot/vmlinuz"), ("HEAD", "images/pxeboot/initrd.img"),
-    ]
+    def stat(self, path):
+        self.asked.append(path)
+        return super().stat(path)
 
-
-def test_marker_limits_the_search_to_its_family(layout_server):
-    done = requests_for(layout_server, BY_NAME["sles11"])
-    assert done == [
-        ("GET", ".treeinfo"), ("GET", "treeinfo"), ("GET", ".disk/info"), ("GET", "content"),
-        ("HEAD", "boot/x86_64/vmlinuz-xen"), ("HEAD", "boot/x86_64/initrd-xen"),
-    ]
+    def read_bytes(self, path, limit=1 << 20):
+        self.asked.append("read " + path)
+        return super().read_bytes(path, limit)
 
 
-def test_mirror_without_marker_is_found_early(layout_server):
-    done = requests_for(layout_server, BY_NAME["debian-mirror"])
-    assert [path for _, path in done[-2:]] == list(
-        BY_NAME["debian-mirror"].kernel.split() + BY_NAME["debian-mirror"].ramdisk.split()
-    )
-    assert len(done) == 2 + 4 + 2  # .treeinfo, treeinfo, 4 markers, the pair
+MARKER_READS = ["read .treeinfo", "read treeinfo", "read .disk/info", "read content", "read VERSION",
+                "read .alpine-release"]
 
 
-def test_each_path_is_asked_once(layout_server, tmp_path):
+@pytest.mark.parametrize("name,asked", [
+    ("fedora40", ["read .treeinfo", "images/pxeboot/vmlinuz", "images/pxeboot/initrd.img"]),
+    ("sles11", MARKER_READS[:4] + ["boot/x86_64/vmlinuz-xen", "boot/x86_64/initrd-xen"]),
+    ("debian-mirror", MARKER_READS
+     + ["current/images/netboot/xen/vmlinuz", "current/images/netboot/xen/initrd.gz"]),
+])
+def test_one_path_at_a_time_in_the_order_of_the_search(layout_root, name, asked):
+    """A tree that cannot overlap requests is asked what the search needs next, and stops."""
+    tree = Recording(os.path.join(layout_root, name))
+    check(choose(tree, BY_NAME[name]), BY_NAME[name])
+    assert tree.asked == asked
+
+
+def test_each_path_is_asked_once(layout_server):
     empty = LayoutTree("empty-tree", {}, ["README"])
     build(layout_server.root, empty)
-    layout_server.requests.clear()
-    with pytest.raises(BootError, match="no kernel found") as failure:
-        choose(layout_server.url(empty.name), empty)
-    paths = [path for _, path, _ in layout_server.requests]
-    assert len(paths) == len(set(paths))
-    assert "images/pxeboot/vmlinuz" in str(failure.value)
+    layout_server.clear()
+    told = []
+    with pytest.raises(BootError, match="no kernel found: ") as failure:
+        choose(layout_server.url(empty.name), empty, note=told.append)
+    paths = [path for _, path, _ in layout_server.log]
+    assert paths and len(paths) == len(set(paths))
+    message = str(failure.value)
+    assert "\n" not in message and len(message) < 400, message
+    for family in ("not a .treeinfo tree", "Debian/Ubuntu", "SUSE", "Mageia", "Alpine", "Arch",
+                   "isolinux", "six pairs", "-v lists the paths"):
+        assert family in message
+    assert "images/pxeboot/vmlinuz" not in message  # the paths are for -v
+    assert len(told) == 1 and "images/pxeboot/vmlinuz" in told[0] and "boot/vmlinuz-virt" in told[0]
+
+
+def test_a_kernel_without_its_ramdisk_is_named_in_the_failure(tmp_path):
+    lone = LayoutTree("lone", {".alpine-release": "alpine-virt-3.19.1\n"}, ["boot/vmlinuz-virt"])
+    with pytest.raises(BootError, match="found boot/vmlinuz-virt but not boot/initramfs-virt"):
+        choose(build(str(tmp_path), lone), lone)
 
 
 # -- the table itself: a tree per row --------------------------------------------
@@ -195,7 +220,7 @@ def test_real_debian_netboot_tree():
 
 def test_real_debian_mirror_over_http(debian_mirror):
     root, rel = debian_mirror
-    server = http_support.TestHTTPServer(root).start()
+    server = TreeServer(root).start()
     try:
         location = server.url(rel.split("/current/")[0]) + "/"
         tree = LayoutTree("mirror", {}, [], "current/images/netboot/xen/vmlinuz",

@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 from support import env as test_env
-from support import http_server as http_support
-from support.layout_trees import BY_NAME, PXE, LayoutTree, build, build_all, old_treeinfo, productmd
+from support.layout_trees import (BY_NAME, PXE, LayoutTree, TreeServer, build, build_all, old_treeinfo,
+                                  productmd)
 from support.libxl import BOOTLOADER, run_bootloader, sha256_file
 
 BAD_SUM = LayoutTree(
@@ -34,7 +34,7 @@ def root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(root):
-    started = http_support.TestHTTPServer(root).start()
+    started = TreeServer(root).start()
     yield started
     started.stop()
 
@@ -99,7 +99,7 @@ def test_local_alpine_directory(root, workdir):
 def test_real_debian_installer_from_a_mirror(debian_mirror, workdir):
     mirror, rel = debian_mirror
     kernel, initrd = test_env.debian_installer_files()
-    started = http_support.TestHTTPServer(mirror).start()
+    started = TreeServer(mirror).start()
     try:
         location = started.url(rel.split("/current/")[0])
         run = run_bootloader(["--location", location, "--arch=x86_64"], workdir, keep_bytes=0)

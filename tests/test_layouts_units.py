@@ -219,3 +219,84 @@ def test_describe():
     assert "Ramdisk: http://h/t/r (size unknown)" in text
     assert "Installer source: inst.repo=http://h/t/ (added)" in text
     assert "(not added" in describe(selection, "console=hvc0")
+
+
+# -- architecture variants in .treeinfo ------------------------------------------------
+
+def test_variant_sections_count_as_their_base_arch_after_the_exact_one():
+    from xenpvnetboot.layouts.arch import base_arch
+
+    assert [base_arch(a) for a in ("x86_64_v2", "X86_64_V4", "amd64", "aarch64", "ppc64le_v2", "_v2")] == [
+        X86_64, X86_64, X86_64, AARCH64, None, None]
+    info = load(b"[tree]\narch = x86_64\n[images-x86_64_v3]\nkernel=c\ninitrd=d\n"
+                b"[images-x86_64_v2]\nkernel=a\ninitrd=b\n[images-x86_64]\nkernel=e\ninitrd=f\n"
+                b"[images-aarch64]\nkernel=g\ninitrd=h\n", "t")
+    assert info.platform_order((X86_64, I686)) == ["xen", "x86_64", "x86_64_v2", "x86_64_v3"]
+    only = load(b"[tree]\narch = x86_64_v2\n[images-x86_64_v2]\nkernel=a\ninitrd=b\n", "t")
+    only.check_arch((X86_64, I686))
+    assert only.platform_order((X86_64, I686)) == ["xen", "x86_64", "x86_64_v2"]
+    with pytest.raises(TreeInfoError, match="x86_64_v2"):
+        only.check_arch((AARCH64,))
+
+
+# -- names that pair in one directory, for a --kernel or --ramdisk alone ---------------
+
+def test_names_that_pair_come_from_the_table():
+    from xenpvnetboot.layouts.table import kernel_names, ramdisk_names
+
+    assert ramdisk_names("vmlinuz-virt")[0] == "initramfs-virt"
+    assert "initrd.img-6.1.0-18-amd64" in ramdisk_names("vmlinuz-6.1.0-18-amd64")
+    assert "initramfs-6.1.0-18-amd64.img" in ramdisk_names("vmlinuz-6.1.0-18-amd64")
+    assert ramdisk_names("linux")[0] == "initrd.gz"
+    assert ramdisk_names("bzImage") == []
+    assert kernel_names("initrd.gz")[:2] == ["vmlinuz", "linux"]
+    assert kernel_names("initramfs-virt") == ["vmlinuz-virt"]
+    assert kernel_names("custom.cpio") == []
+
+
+def test_partners_of_a_full_url_stay_in_its_directory():
+    from xenpvnetboot.layouts.explicit import NAME, ROW, partners
+    from xenpvnetboot.layouts.table import ORIGINAL_PAIRS
+
+    found = partners("http://h/OL6/images/pxeboot/vmlinuz", "vmlinuz", ORIGINAL_PAIRS, True)
+    assert (found[0].path, found[0].how) == ("initrd.img", ROW)
+    assert all(guess.how == NAME for guess in found[1:]) and "initrd.gz" in [g.path for g in found]
+    back = partners("boot/x86_64/initrd-xen", "boot/x86_64/initrd-xen", ORIGINAL_PAIRS, False)
+    assert back[0].path == "boot/x86_64/vmlinuz-xen" and back[0].how == ROW
+
+
+# -- one path at a time, or many at once: the same answers -------------------------------
+
+def test_parallel_and_sequential_searches_agree(tmp_path, monkeypatch):
+    """Every tree gives the same selection whether its tree overlaps requests or not."""
+    from support.layout_trees import TREES, build
+
+    from xenpvnetboot.layouts import arch as arch_mod
+    from xenpvnetboot.layouts.detect import detect
+    from xenpvnetboot.transports.local import LocalTree
+
+    monkeypatch.setattr(arch_mod, "host_arch", lambda: X86_64)
+
+    class Parallel(LocalTree):
+        parallel_stats = True
+
+        def __init__(self, root):
+            super().__init__(root)
+            self.asked = []
+
+        def stat_many(self, paths, reads=None):
+            self.asked += list(paths) + list(reads or {})
+            return super().stat_many(paths, reads)
+
+    for tree in TREES:
+        base = build(str(tmp_path), tree)
+        arches = arches_to_try(canonical_arch(tree.arch) if tree.arch else None)
+        outcomes = []
+        for opened in (LocalTree(base), Parallel(base)):
+            try:
+                found = detect(opened, arches)
+                outcomes.append((found.kernel.path, found.ramdisk.path, found.reason))
+            except BootError as exc:
+                outcomes.append(str(exc))
+        assert outcomes[0] == outcomes[1], tree.name
+        assert len(opened.asked) == len(set(opened.asked)), tree.name

@@ -109,7 +109,7 @@ def load_answers(request: Request) -> Tuple["AnswerFile", ...]:
 
 def boot(request: Request) -> int:
     """Do the boot *request* describes; raise on any failure."""
-    if request.location is None and request.kernel is None:
+    if request.location is None and request.kernel is None and request.ramdisk is None:
         raise UsageError("nothing to boot: give --location, or --kernel (and --ramdisk)")
     ui = UI(quiet=request.quiet, verbose=request.verbose)
     deadlines = Deadlines.for_request(request)

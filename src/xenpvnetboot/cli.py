@@ -131,7 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
         "nfs:host:/path, nfs+iso:host:/path/file.iso, a directory, an ISO or "
         "filesystem image, or a block device")
     add("--kernel", metavar="PATH", help="kernel, relative to --location, or a full URL or path")
-    add("--ramdisk", metavar="PATH", help="ramdisk, relative to --location, or a full URL or path")
+    add("--ramdisk", metavar="PATH",
+        help="ramdisk, relative to --location, or a full URL or path; empty: none")
+    add("--no-ramdisk", dest="ramdisk", action="store_const", const="",
+        help="boot the kernel without a ramdisk (as an empty --ramdisk= does)")
     add("--args", metavar="CMDLINE", default="", help="kernel command line to pass through")
     add("--arch", metavar="ARCH", type=parse_arch,
         help="guest architecture whose files to pick: x86_64 (amd64), i686 (i386, i586) or "

@@ -65,7 +65,7 @@ def choose(request: Request, options: TransportOptions, ui: UI, trees: contextli
         location = trees.enter_context(open_location(request.location, options))
         ui.info(f"Location {location.url('')}")
     selection = select_files(location, request.kernel, request.ramdisk, options, trees,
-                             arch=request.arch)
+                             arch=request.arch, no_ramdisk=request.no_ramdisk, warn=ui.warning)
     selection = with_checksums(selection, request)
     ui.info(f"Found {selection.reason}")
     if verifier is None:

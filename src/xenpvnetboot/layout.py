@@ -11,27 +11,30 @@ from __future__ import annotations
 import contextlib
 from typing import List, Optional, Sequence, Union
 
-from .errors import NotFound, UsageError
+from .errors import UsageError
 from .layouts import installargs
 from .layouts.arch import arches_to_try
-from .layouts.detect import Probe, detect
+from .layouts.detect import Say, detect, failure, tell_tried
+from .layouts.explicit import kernel_alone, kernel_for, ramdisk_for
 from .layouts.model import FileRef, Pair, Selection
+from .layouts.probe import Probe
 from .layouts.report import describe
 from .layouts.table import ORIGINAL_PAIRS, all_pairs
 from .location import FileSpec, resolve_spec
 from .transports import TransportOptions, Tree
 
 
-def search_pairs(tree: Tree, pairs: Sequence[Pair]) -> Selection:
+def search_pairs(tree: Tree, pairs: Sequence[Pair], note: Optional[Say] = None) -> Selection:
     """The first pair whose kernel and ramdisk both exist in *tree*."""
     probe = Probe(tree)
-    for pair in pairs:
-        infos = probe.find(pair)
-        if infos is not None:
-            return Selection(FileRef(tree, pair.kernel, infos[0]),
-                             FileRef(tree, pair.ramdisk, infos[1]),
-                             f"known layout: {pair.origin}")
-    raise probe.failure()
+    found = probe.first_complete([(pair.kernel, pair.ramdisk) for pair in pairs])
+    if found is None:
+        tell_tried(probe, note)
+        raise failure(probe, (), f"none of the {len(pairs)} pairs searched")
+    index, infos = found
+    pair = pairs[index]
+    return Selection(FileRef(tree, pair.kernel, infos[0]), FileRef(tree, pair.ramdisk, infos[1]),
+                     f"known layout: {pair.origin}")
 
 
 def ramdisks_for_kernel(spec: Union[FileSpec, str], pairs: Sequence[Pair]) -> List[str]:
@@ -61,15 +64,24 @@ def select_files(
     trees: contextlib.ExitStack,
     pairs: Optional[Sequence[Pair]] = None,
     arch: Optional[str] = None,
+    no_ramdisk: bool = False,
+    warn: Optional[Say] = None,
 ) -> Selection:
     """Decide the kernel/ramdisk from the options, detecting the layout if needed.
 
     *arch* is the canonical guest architecture (None: the host's); *pairs*,
     if given, replaces layout detection by a plain search of those pairs.
-    Trees opened for full-URL specs are entered into *trees* so the caller
-    closes them.
+    *no_ramdisk* (``--no-ramdisk``, an empty ``--ramdisk=``) boots the kernel
+    alone.  *warn* shows why a file was guessed (see :mod:`.layouts.explicit`;
+    default: a "warning:" line through *options*).  Trees opened for
+    full-URL specs are entered into *trees* so the caller closes them.
     """
     arches = arches_to_try(arch)
+    say: Say = warn if warn is not None else (lambda message: options.note(f"warning: {message}"))
+    note = options.note if options.verbose else None
+    known = all_pairs(arches) if pairs is None else list(pairs)
+    if no_ramdisk and ramdisk is not None:
+        raise UsageError("--no-ramdisk and a ramdisk given together")
 
     def resolve(spec: Union[FileSpec, str]) -> FileRef:
         tree, path, owned = resolve_spec(spec, location, options)
@@ -77,23 +89,29 @@ def select_files(
             trees.enter_context(tree)
         return FileRef(tree, path, tree.stat(path))
 
-    if kernel is None:
+    def detected() -> Selection:
         if location is None:
             raise UsageError("nothing to boot: give --location, or --kernel (and --ramdisk)")
-        found = detect(location, arches) if pairs is None else search_pairs(location, pairs)
-        if ramdisk is None:
-            return found
-        return Selection(found.kernel, resolve(ramdisk), found.reason + ", explicit ramdisk",
-                         found.install_args, found.installer)
+        if pairs is not None:
+            return search_pairs(location, pairs, note)
+        return detect(location, arches, say, note)
+
+    if kernel is None and ramdisk is None:
+        found = detected()
+        return kernel_alone(found, "no ramdisk (--no-ramdisk)") if no_ramdisk else found
+    if kernel is None:
+        assert ramdisk is not None
+        return kernel_for(resolve(ramdisk), _raw(ramdisk), location, known, say, detected)
     kernel_ref = resolve(kernel)
     if ramdisk is not None:
         return Selection(kernel_ref, resolve(ramdisk), "explicit kernel and ramdisk")
-    for partner in ramdisks_for_kernel(kernel, all_pairs(arches) if pairs is None else pairs):
-        try:
-            return Selection(kernel_ref, resolve(partner), "explicit kernel, ramdisk of its known pair")
-        except NotFound:
-            continue
-    return Selection(kernel_ref, None, "explicit kernel, no ramdisk")
+    if no_ramdisk:
+        return Selection(kernel_ref, None, "explicit kernel, no ramdisk (--no-ramdisk)")
+    return ramdisk_for(kernel_ref, _raw(kernel), location, known, say)
+
+
+def _raw(spec: Union[FileSpec, str]) -> str:
+    return spec.raw or spec.shown if isinstance(spec, FileSpec) else spec
 
 
 def kernel_args(cmdline: str, selection: Selection, install_args: bool = True) -> str:

@@ -48,6 +48,8 @@ class Request:
     no_cache: bool = False
     tftp_blksize: Optional[int] = None
     tftp_windowsize: Optional[int] = None
+    #: ``--no-ramdisk`` or an empty ``--ramdisk=``: the kernel boots alone.
+    no_ramdisk: bool = False
     #: ``--initrd-inject`` paths, in the order given.
     initrd_inject: Tuple[str, ...] = ()
     #: ``--verify`` policy and the ``--keyring`` files.
@@ -67,6 +69,7 @@ def from_args(ns: argparse.Namespace) -> Request:
         location=parse_location(ns.location) if ns.location else None,
         kernel=parse_file_spec(ns.kernel) if ns.kernel else None,
         ramdisk=parse_file_spec(ns.ramdisk) if ns.ramdisk else None,
+        no_ramdisk=ns.ramdisk == "",
         args=ns.args,
         disk=ns.disks[-1] if ns.disks else None,
         output=ns.output,

@@ -166,6 +166,9 @@ class TestHTTPServer(http.server.ThreadingHTTPServer):
     __test__ = False  # a helper, not a test class
     daemon_threads = True
     allow_reuse_address = True
+    #: Layout detection asks many paths at once; the default backlog of 5
+    #: would drop SYNs and cost seconds of retries.
+    request_queue_size = 128
 
     def __init__(self, root: str, host: str = "127.0.0.1", tls: Optional[ssl.SSLContext] = None) -> None:
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -10,9 +10,26 @@ shows.  :data:`TREES` lists them with what detection must answer.
 from __future__ import annotations
 
 import hashlib
+import html
 import os
+import threading
+import time
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
+from urllib.parse import quote, unquote
+
+import pytest
+
+from . import http_server as http_support
+
+
+@pytest.fixture
+def x86_64_host(monkeypatch):
+    """Make the default architecture that of an x86_64 host, wherever the tests run
+    (import it into a test module with ``pytestmark = pytest.mark.usefixtures``)."""
+    from xenpvnetboot.layouts import arch
+
+    monkeypatch.setattr(arch, "host_arch", lambda: arch.X86_64)
 
 
 def payload(tree: str, path: str) -> bytes:
@@ -103,6 +120,8 @@ def old_treeinfo(family: str, version: str, arch: str, images: Dict[str, Sequenc
 PXE = ("images/pxeboot/vmlinuz", "images/pxeboot/initrd.img")
 XEN = ("images/xen/vmlinuz", "images/xen/initrd.img")
 SUSE_LOADER = ("boot/x86_64/loader/linux", "boot/x86_64/loader/initrd")
+V2 = ("images/v2/pxeboot/vmlinuz", "images/v2/pxeboot/initrd.img")
+MEDIA_XEN = ("install/netboot/xen/vmlinuz", "install/netboot/xen/initrd.gz")
 
 
 def _fedora40() -> LayoutTree:
@@ -161,6 +180,19 @@ TREES = [
                                                    {"x86_64": SUSE_LOADER, "xen": SUSE_LOADER})},
         [*SUSE_LOADER, "boot/x86_64/vmlinuz-xen", "boot/x86_64/initrd-xen"], *SUSE_LOADER,
         "openSUSE Leap 15.5 x86_64 (.treeinfo [images-xen])", "install",
+    ),
+    LayoutTree(
+        "alma10-x86_64_v2", {".treeinfo": productmd("AlmaLinux", "10.0", "x86_64_v2", {"x86_64_v2": PXE})},
+        [*PXE, *XEN], *PXE, "AlmaLinux 10.0 x86_64_v2 (.treeinfo [images-x86_64_v2])", "inst.repo",
+    ),
+    LayoutTree(
+        "alma10-exact-arch-first",
+        {".treeinfo": productmd("AlmaLinux", "10.0", "x86_64", {"x86_64_v2": V2, "x86_64": PXE})},
+        [*PXE, *V2], *PXE, "AlmaLinux 10.0 x86_64 (.treeinfo [images-x86_64])", "inst.repo",
+    ),
+    LayoutTree(
+        "alma10-v2-on-aarch64", {".treeinfo": productmd("AlmaLinux", "10.0", "x86_64_v2", {"x86_64_v2": PXE})},
+        [*PXE], arch="aarch64", error="the tree is for x86_64_v2",
     ),
     LayoutTree(
         "fedora-no-images", {".treeinfo": old_treeinfo("Fedora", "14", "x86_64", {})},
@@ -309,6 +341,45 @@ TREES = [
         "casper/vmlinuz.efi", "casper/initrd.lz", "live kernel in casper",
     ),
     LayoutTree(
+        "debian8-netinst",
+        {".disk/info": 'Debian GNU/Linux 8.11.1 "Jessie" - Official amd64 NETINST Binary-1 20190211-02:10'},
+        ["install.amd/vmlinuz", "install.amd/initrd.gz", *MEDIA_XEN,
+         "install/netboot/debian-installer/amd64/linux", "install/netboot/xm-debian.cfg"],
+        *MEDIA_XEN, "(.disk/info; netboot Xen PV kernel in install/netboot/xen)",
+    ),
+    LayoutTree(
+        "ubuntu1804-server-xen",
+        {".disk/info": 'Ubuntu-Server 18.04.6 LTS "Bionic Beaver" - Release amd64 (20210915)'},
+        [*MEDIA_XEN, "install/netboot/ubuntu-installer/amd64/linux",
+         "install/netboot/ubuntu-installer/amd64/initrd.gz", "install/vmlinuz", "install/initrd.gz"],
+        *MEDIA_XEN, "Ubuntu-Server 18.04.6 LTS \"Bionic Beaver\" - Release amd64 (20210915) "
+        "(.disk/info; netboot Xen PV kernel in install/netboot/xen)",
+    ),
+    LayoutTree(
+        "debian-media-xen-copied-without-dotfiles", {},
+        [*MEDIA_XEN, "install.amd/vmlinuz", "install.amd/initrd.gz"], *MEDIA_XEN,
+        "Debian install medium, netboot Xen PV kernel in install/netboot/xen",
+    ),
+    LayoutTree(
+        "debian-daily", {"daily/MANIFEST": "netboot/xen/vmlinuz: Xen kernel\n"},
+        ["daily/netboot/xen/vmlinuz", "daily/netboot/xen/initrd.gz",
+         "daily/netboot/debian-installer/amd64/linux", "daily/netboot/debian-installer/amd64/initrd.gz",
+         "daily/netboot/netboot.tar.gz"],
+        "daily/netboot/xen/vmlinuz", "daily/netboot/xen/initrd.gz",
+        "Debian/Ubuntu installer, Xen PV kernel in daily/netboot/xen",
+    ),
+    LayoutTree(
+        "debian-daily-i386", {},
+        ["daily/netboot/debian-installer/i386/linux", "daily/netboot/debian-installer/i386/initrd.gz"],
+        "daily/netboot/debian-installer/i386/linux", "daily/netboot/debian-installer/i386/initrd.gz",
+        "Debian netboot kernel in daily/netboot/debian-installer/i386",
+    ),
+    LayoutTree(
+        "netboot-xen-directory", {"debian.cfg": "kernel = 'vmlinuz'\n"},
+        ["vmlinuz", "initrd.gz", "xm-debian.cfg"], "vmlinuz", "initrd.gz",
+        "Debian/Ubuntu netboot directory, kernel in the location root",
+    ),
+    LayoutTree(
         "disk-info-soft-404", {".disk/info": "<html><body>Apache2 Ubuntu Default Page</body></html>"},
         [*DEBIAN_XEN], *DEBIAN_XEN, "Debian/Ubuntu installer, Xen PV kernel",
     ),
@@ -377,3 +448,119 @@ SAMPLE_MARKERS = {
     "mageia": ("VERSION", "Mageia 9 x86_64 DVD\n"),
     "alpine": (".alpine-release", "alpine-virt-3.19.1 240126\n"),
 }
+
+
+# -- serving trees: directories as real servers answer them, round trips counted ----
+
+
+class _Batches:
+    """Groups requests into round trips: those in flight together.
+
+    Every request is held until no new one has arrived for *quiet* seconds,
+    then the whole group is answered at once.  A client that overlaps its
+    requests sends a batch within that window; one that waits for an answer
+    before its next request starts a new group.  So the group count is the
+    number of sequential round trips, however slow or fast the machine is,
+    as long as a batch is sent within *quiet* seconds.
+    """
+
+    def __init__(self, quiet: float) -> None:
+        self.quiet = quiet
+        self.number = 0
+        self._last = 0.0
+        self._cond = threading.Condition()
+
+    def join(self) -> int:
+        """Wait until this request's group is complete; return the group's number."""
+        with self._cond:
+            mine = self.number
+            self._last = time.monotonic()
+            self._cond.notify_all()
+            while self.number == mine:
+                remaining = self._last + self.quiet - time.monotonic()
+                if remaining <= 0:
+                    self.number += 1
+                    self._cond.notify_all()
+                    break
+                self._cond.wait(remaining)
+            return mine
+
+
+class _TreeHandler(http_support._Handler):
+    """The test server's handler, answering directories the way nginx does."""
+
+    server: "TreeServer"
+
+    def _serve(self, head: bool) -> None:
+        server = self.server
+        path = unquote(self.path.split("?", 1)[0])
+        batch = server.batches.join() if server.batches is not None else 0
+        server.log.append((self.command, path, batch))
+        full = os.path.normpath(os.path.join(server.root, path.lstrip("/")))
+        inside = full == server.root or full.startswith(server.root + os.sep)
+        if server.soft_404 and not os.path.exists(full) and path not in server.faults:
+            return self._page(b"<html><body>Welcome! Nothing here.</body></html>\n", head)
+        if server.directories == "files-only" or path in server.faults or not (
+                inside and os.path.isdir(full)):
+            return super()._serve(head)
+        server.requests.append((self.command, path, None))
+        if not path.endswith("/"):
+            if server.directories == "404-without-slash":
+                return self._empty(404)
+            return self._redirect(quote(path) + "/")
+        if server.directories == "403":
+            return self._empty(403)
+        self._listing(full, path, head)
+
+    def _listing(self, full: str, path: str, head: bool) -> None:
+        names = sorted(name + ("/" if os.path.isdir(os.path.join(full, name)) else "")
+                       for name in os.listdir(full))
+        links = "".join(f'<a href="{quote(name)}">{html.escape(name)}</a>\n' for name in names)
+        body = (f"<html><head><title>Index of {html.escape(path)}</title></head><body>"
+                f'<h1>Index of {html.escape(path)}</h1><hr><pre><a href="../">../</a>\n'
+                f"{links}</pre><hr></body></html>\n").encode()
+        self._page(body, head)
+
+    def _page(self, body: bytes, head: bool) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+
+class TreeServer(http_support.TestHTTPServer):
+    """The loopback test server, with directories answered like a real web server.
+
+    *directories*: ``"listing"`` (nginx/Apache with autoindex: ``dir`` is
+    redirected to ``dir/``, which is an HTML listing), ``"403"`` (the same
+    without autoindex: ``dir/`` is forbidden), ``"404-without-slash"``
+    (``dir`` is not found, ``dir/`` is a listing: no redirect), or
+    ``"files-only"`` (every directory is 404, as object stores answer).
+    With *soft_404*, a missing path is answered with an HTML page and
+    status 200, as some hosting does.  With *quiet*, requests are grouped
+    into round trips (see :class:`_Batches`); :attr:`log` holds
+    ``(method, path, round)``.
+    """
+
+    #: Connections waiting to be accepted, as a real server allows (socketserver's 5
+    #: would drop the connections of a batch and stretch it over SYN retries).
+    request_queue_size = 128
+
+    def __init__(self, root: str, directories: str = "listing", soft_404: bool = False,
+                 quiet: Optional[float] = None) -> None:
+        super().__init__(root)
+        self.RequestHandlerClass = _TreeHandler
+        self.directories = directories
+        self.soft_404 = soft_404
+        self.batches = _Batches(quiet) if quiet is not None else None
+        self.log: List[Tuple[str, str, int]] = []
+
+    def clear(self) -> None:
+        self.log.clear()
+        self.requests.clear()
+
+    def rounds(self, prefix: str = "") -> int:
+        """Round trips the logged requests below *prefix* took."""
+        return len({batch for _, path, batch in self.log if path.startswith(prefix)})

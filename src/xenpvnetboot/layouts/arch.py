@@ -10,6 +10,7 @@ family's own directory names.  Only what Xen guests run is accepted: 32- and
 from __future__ import annotations
 
 import os
+import re
 from typing import Optional, Tuple
 
 X86_64 = "x86_64"
@@ -35,6 +36,21 @@ ALIASES = {
 def canonical_arch(name: str) -> Optional[str]:
     """The canonical name of *name*, or None for an architecture we do not know."""
     return ALIASES.get(name.strip().lower())
+
+
+#: A microarchitecture level after an architecture name (``x86_64_v2``), as
+#: AlmaLinux 10 and CentOS Stream name their builds for newer CPUs.
+_LEVEL = re.compile(r"^(?P<base>.+?)[_-]v\d{1,2}$")
+
+
+def base_arch(name: str) -> Optional[str]:
+    """The canonical architecture of *name*, a level variant (``x86_64_v2``) included."""
+    found = canonical_arch(name)
+    if found is None:
+        match = _LEVEL.match(name.strip().lower())
+        if match is not None:
+            found = canonical_arch(match.group("base"))
+    return found
 
 
 def host_arch() -> str:

@@ -1,7 +1,6 @@
-"""Find the kernel/ramdisk pair of an install tree, with as few requests as we can.
+"""Find the kernel/ramdisk pair of an install tree, in as few round trips as we can.
 
-Each existence check over http is a round trip, so the search goes from the
-most telling file to the least:
+The search goes from the most telling file to the least:
 
 1. ``.treeinfo`` (or ``treeinfo``): it names the pair itself, with checksums,
    and beats every fixed path (a tree may keep a stale ``images/xen/`` next
@@ -9,101 +8,46 @@ most telling file to the least:
 2. the other marker files (``.disk/info``, ``content``, ``VERSION``,
    ``.alpine-release``): only the pairs of the family identified are tried;
 3. without a marker, or if the marked family's pairs are missing, every
-   row of the table that is specific enough to try blind;
-4. the six pairs of the original xenpvnetboot, in their order.
+   row of the table that is specific enough to try blind, then the six
+   pairs of the original xenpvnetboot, in their order;
+4. only when no complete pair exists anywhere: what the original tool booted,
+   the first kernel of its list with the first ramdisk of its list (or
+   none), with a warning naming both.  Pairs are never mixed otherwise.
 
-Every path is asked about at most once per search.
+On a tree that overlaps requests (see :mod:`.probe`) the first round asks
+the markers, the top-level directories and the likeliest pairs together,
+and the second what the markers left open: a tree of any family costs two
+round trips before its files are fetched, and one that matches nothing
+costs one.  Elsewhere every path is asked at most once, in the order above.
 """
 
 from __future__ import annotations
 
 import posixpath
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from ..errors import BootError, Interrupted, NotFound, TransientError
+from ..errors import BootError
 from ..transports import FileInfo, Tree
 from . import treeinfo as treeinfo_mod
 from .installargs import install_args
 from .model import FileRef, Pair, Selection
-from .table import (
-    ANACONDA,
-    FAMILIES,
-    LINUXRC,
-    MARKERS,
-    ORIGINAL_PAIRS,
-    REDHAT,
-    SUSE,
-    Candidate,
-    Family,
-    families_marked_by,
-)
+from .probe import Probe
+from .table import (ANACONDA, FAMILIES, LINUXRC, MARKERS, ORIGINAL_PAIRS, REDHAT, SUSE, Candidate,
+                    Family, families_marked_by, short_names)
 from .treeinfo import TreeInfo, TreeInfoError
 
 #: Largest marker file other than ``.treeinfo`` that is read.
 MARKER_SIZE = 64 << 10
+#: Where warnings and ``-v`` details go (the console).
+Say = Callable[[str], None]
 
 
-class Probe:
-    """Existence checks and small reads on one tree, each path asked once."""
-
-    def __init__(self, tree: Tree) -> None:
-        self.tree = tree
-        self._stats: Dict[str, Optional[FileInfo]] = {}
-        self.tried: List[str] = []
-        self.notes: List[str] = []
-
-    def stat(self, path: str) -> Optional[FileInfo]:
-        if path not in self._stats:
-            try:
-                self._stats[path] = self.tree.stat(path)
-            except NotFound:
-                self._stats[path] = None
-        return self._stats[path]
-
-    def read(self, path: str, limit: int) -> Optional[bytes]:
-        """A marker's bytes, or None if it is missing or unreadable.
-
-        A marker is a hint: a server refusing dot files (HTTP 403) must not
-        stop the search, so only interruptions and network trouble that
-        retries did not cure are raised; other failures become a note in the
-        final error message.
-        """
-        try:
-            return self.tree.read_bytes(path, limit)
-        except NotFound:
-            return None
-        except (Interrupted, TransientError):
-            raise
-        except BootError as exc:
-            self.notes.append(f"could not read {path}: {exc}")
-            return None
-
-    def find(self, pair: Pair) -> Optional[Tuple[FileInfo, FileInfo]]:
-        """Both files of *pair*, or None (and the attempt is remembered)."""
-        kernel = self.stat(pair.kernel)
-        if kernel is None:
-            self._remember(pair.kernel)
-            return None
-        ramdisk = self.stat(pair.ramdisk)
-        if ramdisk is None:
-            self._remember(f"{pair.kernel} (found, but not {pair.ramdisk})")
-            return None
-        return kernel, ramdisk
-
-    def _remember(self, text: str) -> None:
-        if text not in self.tried:
-            self.tried.append(text)
-
-    def failure(self) -> BootError:
-        notes = "".join(f"; {note}" for note in self.notes)
-        return BootError(
-            f"{self.tree.url('')}: no kernel found; tried " + ", ".join(self.tried)
-            + notes + " (name the files with --kernel and --ramdisk)"
-        )
+def _where(path: str) -> str:
+    return posixpath.dirname(path) or "the location root"
 
 
 def _selection(
-    probe: Probe, pair: Pair, infos: Tuple[FileInfo, FileInfo], reason: str, args: str = "",
+    probe: Probe, pair: Pair, infos: Sequence[FileInfo], reason: str, args: str = "",
     sums: Tuple[Optional[str], Optional[str]] = (None, None), installer: Optional[str] = None,
 ) -> Selection:
     tree = probe.tree
@@ -116,9 +60,43 @@ def _selection(
     )
 
 
-def _where(path: str) -> str:
-    return posixpath.dirname(path) or "the location root"
+# -- what is asked before anything is known ---------------------------------------------
 
+def walk_options(arches: Tuple[str, ...]) -> List[Tuple[Pair, Optional[Candidate]]]:
+    """Every pair worth trying without a marker, best first; None: an original pair."""
+    options: List[Tuple[Pair, Optional[Candidate]]] = []
+    for family in FAMILIES:
+        options.extend((candidate.pair, candidate)
+                       for candidate in family.candidates(arches, walking=True))
+    return options + [(pair, None) for pair in ORIGINAL_PAIRS]
+
+
+def top_directories(arches: Tuple[str, ...]) -> List[str]:
+    """The first path components of every pair the search may try."""
+    paths = [c.pair.kernel for family in FAMILIES for c in family.candidates(arches)]
+    paths += [pair.kernel for pair in ORIGINAL_PAIRS]
+    return list(dict.fromkeys(path.split("/", 1)[0] for path in paths if "/" in path))
+
+
+def first_round(arches: Tuple[str, ...]) -> Tuple[Dict[str, int], List[str], List[str]]:
+    """(reads, directories, stats) of the first batch on a parallel tree.
+
+    The metadata files; the location itself and its top-level directories
+    (see :mod:`.probe`); the best pair of the walk (a Debian or Ubuntu
+    mirror, the commonest tree without a marker) and the kernels that sit
+    in the location itself, which no directory answer can rule out.
+    """
+    reads = {name: treeinfo_mod.MAX_SIZE for name in treeinfo_mod.NAMES}
+    reads.update((marker, MARKER_SIZE) for marker in MARKERS)
+    directories = top_directories(arches)
+    options = walk_options(arches)
+    best = options[0][0]
+    here = [pair.kernel for pair, _ in options if "/" not in pair.kernel]
+    stats = ["", *(name + "/" for name in directories), best.kernel, best.ramdisk, *here]
+    return reads, directories, stats
+
+
+# -- 1 and 2: metadata --------------------------------------------------------------
 
 def read_treeinfo(probe: Probe) -> Optional[Tuple[str, TreeInfo]]:
     """(file name, contents) of the tree's ``.treeinfo``, if it has one."""
@@ -141,26 +119,23 @@ def from_treeinfo(
 ) -> Optional[Selection]:
     """The pair ``.treeinfo`` names for *arches*; None if it names none for them."""
     info.check_arch(arches)
-    missing: List[str] = []
-    for platform in info.platform_order(arches):
-        if platform not in info.images:
-            continue
-        kernel, ramdisk = info.images[platform]
-        pair = Pair(kernel, ramdisk, f"{name} [images-{platform}]")
-        infos = probe.find(pair)
-        if infos is None:
-            missing.append(f"[images-{platform}] {kernel} + {ramdisk}")
-            continue
-        return _selection(
-            probe, pair, infos, f"{info.label} ({name} [images-{platform}])",
-            _treeinfo_args(probe, info), (info.sha256(kernel), info.sha256(ramdisk)),
-            LINUXRC if info.is_suse else ANACONDA,
-        )
-    if missing:
+    platforms = [platform for platform in info.platform_order(arches) if platform in info.images]
+    if not platforms:
+        return None
+    found = probe.first_complete([info.images[platform] for platform in platforms])
+    if found is None:
+        missing = [f"[images-{p}] {info.images[p][0]} + {info.images[p][1]}" for p in platforms]
         raise TreeInfoError(
             f"{info.source} names files the tree does not have: " + ", ".join(missing)
         )
-    return None
+    index, infos = found
+    platform = platforms[index]
+    kernel, ramdisk = info.images[platform]
+    return _selection(
+        probe, Pair(kernel, ramdisk, f"{name} [images-{platform}]"), infos,
+        f"{info.label} ({name} [images-{platform}])", _treeinfo_args(probe, info),
+        (info.sha256(kernel), info.sha256(ramdisk)), LINUXRC if info.is_suse else ANACONDA,
+    )
 
 
 def identify(probe: Probe) -> Optional[Tuple[Family, str, str]]:
@@ -178,58 +153,134 @@ def identify(probe: Probe) -> Optional[Tuple[Family, str, str]]:
 
 
 def search(
-    probe: Probe, candidates: Iterable[Candidate], label: Optional[str] = None,
+    probe: Probe, candidates: Sequence[Candidate], label: Optional[str] = None,
     marker: str = "", name: str = "", version: str = "",
 ) -> Optional[Selection]:
     """The first candidate present; explained by the marker's *label* if given."""
-    for candidate in candidates:
-        pair = candidate.pair
-        infos = probe.find(pair)
-        if infos is None:
-            continue
-        what = f"{candidate.row.what} in {_where(pair.kernel)}"
-        reason = f"{label} ({marker}; {what})" if label else f"{candidate.family.name}, {what}"
-        args = install_args(probe.tree, candidate.family.installer, name, version)
-        return _selection(probe, pair, infos, reason, args, installer=candidate.family.installer)
-    return None
+    candidates = list(candidates)
+    found = probe.first_complete([(c.pair.kernel, c.pair.ramdisk) for c in candidates])
+    if found is None:
+        return None
+    index, infos = found
+    candidate = candidates[index]
+    what = f"{candidate.row.what} in {_where(candidate.pair.kernel)}"
+    reason = f"{label} ({marker}; {what})" if label else f"{candidate.family.name}, {what}"
+    args = install_args(probe.tree, candidate.family.installer, name, version)
+    return _selection(probe, candidate.pair, infos, reason, args,
+                      installer=candidate.family.installer)
 
 
-def walk(probe: Probe, arches: Tuple[str, ...]) -> Optional[Selection]:
-    """Every row worth trying without a marker, then the original pairs."""
-    for family in FAMILIES:
-        found = search(probe, family.candidates(arches, walking=True))
-        if found is not None:
-            return found
-    for pair in ORIGINAL_PAIRS:
-        infos = probe.find(pair)
-        if infos is not None:
-            return _selection(probe, pair, infos,
-                              f"known layout: {pair.origin} ({_where(pair.kernel)})")
-    return None
-
-
-def detect(tree: Tree, arches: Tuple[str, ...]) -> Selection:
-    """The pair a PV guest of one of *arches* should boot from *tree* (see module doc)."""
-    probe = Probe(tree)
-    found: Optional[Selection] = None
+def by_metadata(probe: Probe, arches: Tuple[str, ...], story: List[str]) -> Optional[Selection]:
+    """Steps 1 and 2; what they ruled out goes to *story* for the failure message."""
     treeinfo = read_treeinfo(probe)
     if treeinfo is not None:
         name, info = treeinfo
         found = from_treeinfo(probe, name, info, arches)
         if found is None:
             family = SUSE if info.is_suse else REDHAT
-            found = search(probe, family.candidates(arches), info.label, name,
+            found = search(probe, list(family.candidates(arches)), info.label, name,
                            info.name, info.version)
-    else:
-        marked = identify(probe)
-        if marked is not None:
-            family, label, marker = marked
-            found = search(probe, family.candidates(arches), label, marker)
+        if found is None:
+            story.append(f"{info.label} ({name}) names no {'/'.join(arches)} images "
+                         "and has none of the usual ones")
+        return found
+    story.append("not a .treeinfo tree")
+    marked = identify(probe)
+    if marked is None:
+        return None
+    family, label, marker = marked
+    found = search(probe, list(family.candidates(arches)), label, marker)
     if found is None:
-        found = walk(probe, arches)
-    if found is None:
-        raise probe.failure()
+        story.append(f"{label} ({marker}), but none of its pairs")
     return found
 
 
-__all__ = ["Probe", "detect", "from_treeinfo", "identify", "read_treeinfo", "search", "walk"]
+# -- 3: the walk ------------------------------------------------------------------------
+
+def walk(probe: Probe, arches: Tuple[str, ...]) -> Optional[Selection]:
+    """Every row worth trying without a marker, then the original pairs."""
+    options = walk_options(arches)
+    # With the directories known, what is left is few; else kernels first.
+    found = probe.first_complete([(pair.kernel, pair.ramdisk) for pair, _ in options],
+                                 eager=probe.directories_known)
+    if found is None:
+        return None
+    index, infos = found
+    pair, candidate = options[index]
+    if candidate is None:
+        return _selection(probe, pair, infos, f"known layout: {pair.origin} ({_where(pair.kernel)})")
+    return _selection(probe, pair, infos,
+                      f"{candidate.family.name}, {candidate.row.what} in {_where(pair.kernel)}",
+                      install_args(probe.tree, candidate.family.installer),
+                      installer=candidate.family.installer)
+
+
+# -- 4: what the original tool booted ---------------------------------------------
+
+def like_the_original(probe: Probe, warn: Say) -> Optional[Selection]:
+    """The first kernel and the first ramdisk of the original list, each on its own."""
+    kernel = probe.first_complete([(pair.kernel,) for pair in ORIGINAL_PAIRS])
+    if kernel is None:
+        return None
+    ramdisk = probe.first_complete([(pair.ramdisk,) for pair in ORIGINAL_PAIRS])
+    tree, first = probe.tree, ORIGINAL_PAIRS[kernel[0]]
+    kernel_ref = FileRef(tree, first.kernel, kernel[1][0])
+    if ramdisk is None:
+        warn(f"{tree.url('')} has no complete kernel/ramdisk pair; booting {first.kernel} "
+             "without a ramdisk, as the original xenpvnetboot did (none of its ramdisks "
+             "is there)")
+        return Selection(kernel_ref, None,
+                         f"original xenpvnetboot's list: {first.kernel}, no ramdisk")
+    other = ORIGINAL_PAIRS[ramdisk[0]]
+    warn(f"{tree.url('')} has no complete kernel/ramdisk pair; booting {first.kernel} "
+         f"({first.origin}) with {other.ramdisk} ({other.origin}), the first kernel and the "
+         "first ramdisk of the original xenpvnetboot's list, as it did")
+    return Selection(kernel_ref, FileRef(tree, other.ramdisk, ramdisk[1][0]),
+                     f"original xenpvnetboot's list: {first.kernel} with {other.ramdisk}")
+
+
+# -- the whole search ---------------------------------------------------------------------
+
+def failure(probe: Probe, story: Sequence[str], what: str = "") -> BootError:
+    """The short "no kernel found" message: what was tried by family, not every path."""
+    kinds = short_names()
+    families = ", ".join(kinds[:-1]) + " or " + kinds[-1] if len(kinds) > 1 else "".join(kinds)
+    parts = list(story) + [what or f"no {families} layout, none of the original "
+                           "xenpvnetboot's six pairs"]
+    for group in probe.partial[:3]:
+        parts.append(f"found {group[0]} but not {group[-1]}")
+    parts += probe.notes
+    return BootError(f"{probe.tree.url('')}: no kernel found: " + "; ".join(parts)
+                     + " (-v lists the paths tried; name the files with --kernel and --ramdisk)")
+
+
+def tell_tried(probe: Probe, note: Optional[Say]) -> None:
+    if note is not None and probe.tried:
+        note(f"Tried in {probe.tree.url('')}: " + ", ".join(probe.tried))
+
+
+def detect(tree: Tree, arches: Tuple[str, ...], warn: Optional[Say] = None,
+           note: Optional[Say] = None) -> Selection:
+    """The pair a PV guest of one of *arches* should boot from *tree* (see module doc).
+
+    *warn* shows why an incomplete pair is booted (without it, none is);
+    *note*, if given, is told every path tried when nothing is found.
+    """
+    probe = Probe(tree)
+    if probe.parallel:
+        reads, directories, stats = first_round(arches)
+        probe.ask(stats, reads)
+        probe.learn_directories(directories)
+    story: List[str] = []
+    found = by_metadata(probe, arches, story) or walk(probe, arches)
+    if found is None and warn is not None:
+        found = like_the_original(probe, warn)
+    if found is None:
+        tell_tried(probe, note)
+        raise failure(probe, story)
+    return found
+
+
+__all__ = ["MARKER_SIZE", "Probe", "by_metadata", "detect", "failure", "first_round",
+           "from_treeinfo", "identify", "like_the_original", "read_treeinfo", "search",
+           "tell_tried", "top_directories", "walk", "walk_options"]

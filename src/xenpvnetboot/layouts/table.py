@@ -55,6 +55,8 @@ class Family:
     arch_names: Tuple[Tuple[str, Tuple[str, ...]], ...] = ()
     #: Installer to tell where its packages are (ANACONDA, LINUXRC), if any.
     installer: Optional[str] = None
+    #: The family in the short "no kernel found" message ("" : not named there).
+    short: str = ""
 
     def names_for(self, arch: str) -> Tuple[str, ...]:
         return dict(self.arch_names).get(arch, (arch,))
@@ -107,11 +109,17 @@ SUSE = Family(
     identify=markers.suse_content,
     arch_names=SUSE_ARCH,
     installer=LINUXRC,
+    short="SUSE",
     rows=(
         Row("boot/{arch}/vmlinuz-xen", "boot/{arch}/initrd-xen", "Xen PV kernel", X86),
         Row("boot/{arch}/loader/linux", "boot/{arch}/loader/initrd", "installer kernel"),
     ),
 )
+
+#: The netboot Xen pair some Debian and Ubuntu media carry besides their own
+#: installer (Debian 8 netinst contents, Ubuntu 18.04 server media).
+MEDIA_NETBOOT_XEN = Row("install/netboot/xen/vmlinuz", "install/netboot/xen/initrd.gz",
+                        "netboot Xen PV kernel", X86)
 
 #: Debian CD/DVD/netinst media and Debian live media (d-i under install/).
 DEBIAN_MEDIA = Family(
@@ -119,8 +127,10 @@ DEBIAN_MEDIA = Family(
     name="Debian install medium",
     marker=".disk/info",
     identify=markers.debian_disk_info,
+    short="Debian/Ubuntu",
     rows=(
         Row("install.amd/xen/vmlinuz", "install.amd/xen/initrd.gz", "Xen PV kernel", (X86_64,)),
+        MEDIA_NETBOOT_XEN,
         Row("install.amd/vmlinuz", "install.amd/initrd.gz", "installer kernel", (X86_64,)),
         Row("install.386/xen/vmlinuz", "install.386/xen/initrd.gz", "Xen PV kernel", (I686,)),
         Row("install.386/vmlinuz", "install.386/initrd.gz", "installer kernel", (I686,)),
@@ -138,7 +148,9 @@ UBUNTU_MEDIA = Family(
     marker=".disk/info",
     identify=markers.ubuntu_disk_info,
     arch_names=DEBIAN_ARCH,
+    short="Debian/Ubuntu",
     rows=(
+        MEDIA_NETBOOT_XEN,
         Row("install/netboot/ubuntu-installer/{arch}/linux",
             "install/netboot/ubuntu-installer/{arch}/initrd.gz", "netboot installer kernel"),
         Row("install/vmlinuz", "install/initrd.gz", "installer kernel"),
@@ -160,16 +172,19 @@ def _netboot_rows(prefix: str, distros: Tuple[str, ...] = ("debian", "ubuntu")) 
 
 
 #: Debian and Ubuntu mirrors and netboot trees.  The location may be the
-#: ``dists/<suite>/main/installer-<arch>/`` directory of a mirror, its
-#: ``current/images/`` directory, or an unpacked ``netboot.tar.gz``; Ubuntu
-#: 20.04 moved the images to ``legacy-images``.
+#: ``dists/<suite>/main/installer-<arch>/`` directory of a mirror, Debian's
+#: ``daily-images/<arch>/`` (``daily/`` where a release has ``current/images/``),
+#: the ``images/`` directory, an unpacked ``netboot.tar.gz``, or the netboot
+#: ``xen/`` directory itself; Ubuntu 20.04 moved the images to ``legacy-images``.
 DEBIAN_NETBOOT = Family(
     key="debian-netboot",
     name="Debian/Ubuntu installer",
     arch_names=DEBIAN_ARCH,
+    short="Debian/Ubuntu",
     rows=(
         _netboot_rows("current/images/netboot/")
         + _netboot_rows("current/legacy-images/netboot/", ("ubuntu",))
+        + _netboot_rows("daily/netboot/", ("debian",))
         + _netboot_rows("netboot/")
         + _netboot_rows("")
     ),
@@ -181,6 +196,7 @@ MAGEIA = Family(
     name="Mageia install tree",
     marker="VERSION",
     identify=markers.mageia_version,
+    short="Mageia",
     arch_names=((X86_64, ("x86_64",)), (I686, ("i386", "i586")), (AARCH64, ("aarch64",))),
     rows=(
         Row("isolinux/{arch}/vmlinuz", "isolinux/{arch}/all.rdz", "installer kernel"),
@@ -195,6 +211,7 @@ ALPINE = Family(
     name="Alpine Linux",
     marker=".alpine-release",
     identify=markers.alpine_release,
+    short="Alpine",
     rows=(
         Row("boot/vmlinuz-virt", "boot/initramfs-virt", "virt kernel"),
         Row("boot/vmlinuz-virthardened", "boot/initramfs-virthardened", "virt kernel", walk=False),
@@ -213,6 +230,7 @@ ALPINE = Family(
 ARCHLINUX = Family(
     key="archlinux",
     name="Arch Linux",
+    short="Arch",
     rows=(
         Row("arch/boot/{arch}/vmlinuz-linux", "arch/boot/{arch}/initramfs-linux.img",
             "live kernel", (X86_64,)),
@@ -224,14 +242,25 @@ ARCHLINUX = Family(
 ISOLINUX_LIVE = Family(
     key="isolinux-live",
     name="isolinux live medium",
+    short="isolinux",
     rows=(Row("isolinux/vmlinuz0", "isolinux/initrd0.img", "live kernel", X86),),
+)
+
+#: A location naming the directory of the pair itself: Debian's and Ubuntu's
+#: netboot ``xen/`` directory (or their ``install.amd/``).  Tried after every
+#: layout, since the two names say little.
+NETBOOT_DIRECTORY = Family(
+    key="netboot-directory",
+    name="Debian/Ubuntu netboot directory",
+    short="Debian/Ubuntu",
+    rows=(Row("vmlinuz", "initrd.gz", "kernel"),),
 )
 
 #: Every family; also the order of the walk made when no marker identified
 #: the tree: mirrors and netboot trees, which have no marker, come first.
 FAMILIES: Tuple[Family, ...] = (
     REDHAT, DEBIAN_NETBOOT, SUSE, DEBIAN_MEDIA, UBUNTU_MEDIA, MAGEIA, ALPINE, ARCHLINUX,
-    ISOLINUX_LIVE,
+    ISOLINUX_LIVE, NETBOOT_DIRECTORY,
 )
 
 #: Marker files in the order they are read, after ``.treeinfo`` (see :mod:`.detect`).
@@ -250,6 +279,58 @@ ORIGINAL_PAIRS: Tuple[Pair, ...] = (
 
 def families_marked_by(path: str) -> Tuple[Family, ...]:
     return tuple(f for f in FAMILIES if f.marker == path)
+
+
+def short_names() -> List[str]:
+    """The families for the short "no kernel found" message, in table order."""
+    return list(dict.fromkeys(family.short for family in FAMILIES if family.short))
+
+
+# -- names that pair within one directory (a --kernel or --ramdisk alone) -----------
+
+#: Installed-system conventions beyond the rows: ``{suffix}`` is what follows
+#: ``vmlinuz-`` in the kernel's name (Debian and Ubuntu; the rows bring
+#: SUSE's ``initrd-``, Fedora's and Arch's ``initramfs-...img``, Alpine's ``initramfs-``).
+INSTALLED_RAMDISKS: Tuple[str, ...] = ("initrd.img-{suffix}",)
+KERNEL_PREFIX = "vmlinuz-"
+
+
+def _row_names() -> List[Tuple[str, str]]:
+    """(kernel name, ramdisk name) of every row and original pair, table order."""
+    names: List[Tuple[str, str]] = []
+    rows = [(row.kernel, row.ramdisk) for family in FAMILIES for row in family.rows]
+    for kernel, ramdisk in rows + [(pair.kernel, pair.ramdisk) for pair in ORIGINAL_PAIRS]:
+        names.append((kernel.rsplit("/", 1)[-1], ramdisk.rsplit("/", 1)[-1]))
+    return list(dict.fromkeys(names))
+
+
+def _suffix_templates() -> List[str]:
+    """Ramdisk names as templates of the kernel's ``vmlinuz-<suffix>``, from the rows."""
+    found: List[str] = []
+    for kernel, ramdisk in _row_names():
+        suffix = kernel[len(KERNEL_PREFIX):] if kernel.startswith(KERNEL_PREFIX) else ""
+        if suffix and suffix in ramdisk:
+            found.append(ramdisk.replace(suffix, "{suffix}", 1))
+    return list(dict.fromkeys(found + list(INSTALLED_RAMDISKS)))
+
+
+def ramdisk_names(kernel: str) -> List[str]:
+    """Names a ramdisk next to a kernel named *kernel* has, by the table, best first."""
+    names = [ramdisk for name, ramdisk in _row_names() if name == kernel]
+    if kernel.startswith(KERNEL_PREFIX) and len(kernel) > len(KERNEL_PREFIX):
+        suffix = kernel[len(KERNEL_PREFIX):]
+        names += [template.format(suffix=suffix) for template in _suffix_templates()]
+    return list(dict.fromkeys(names))
+
+
+def kernel_names(ramdisk: str) -> List[str]:
+    """Names the kernel next to a ramdisk named *ramdisk* has, by the table, best first."""
+    names = [kernel for kernel, name in _row_names() if name == ramdisk]
+    for template in _suffix_templates():
+        head, _, tail = template.partition("{suffix}")
+        if ramdisk.startswith(head) and ramdisk.endswith(tail) and len(ramdisk) > len(head + tail):
+            names.append(KERNEL_PREFIX + ramdisk[len(head):len(ramdisk) - len(tail)])
+    return list(dict.fromkeys(names))
 
 
 def all_pairs(arches: Tuple[str, ...]) -> List[Pair]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 from ..errors import BootError
-from .arch import AARCH64, I686, X86, X86_64, canonical_arch
+from .arch import AARCH64, I686, X86, X86_64, base_arch, canonical_arch
 from .text import printable
 
 #: Where the file lives, tried in this order (some mirrors drop the dot).
@@ -151,25 +151,32 @@ class TreeInfo:
     def check_arch(self, arches: Tuple[str, ...]) -> None:
         """Refuse a tree built for an architecture the guest cannot run."""
         written = self.tree_arch
-        if written and canonical_arch(written) not in arches:
+        if written and base_arch(written) not in arches:
             raise TreeInfoError(
                 f"{self.source}: the tree is for {printable(written, 20)}, not "
                 f"{' or '.join(arches)} (choose the guest architecture with --arch)"
             )
 
     def platform_order(self, arches: Tuple[str, ...]) -> List[str]:
-        """``[images-*]`` platforms to try: ``xen`` on x86, then the tree's arch."""
-        written = self.tree_arch
-        tree_arch = canonical_arch(written) if written else None
+        """``[images-*]`` platforms to try: ``xen`` on x86, then the tree's arch.
+
+        A section named after a level variant of the architecture
+        (``[images-x86_64_v2]``) counts as that architecture, after the
+        exact name: the plain build runs on every CPU of the architecture.
+        """
+        written = self.tree_arch.lower()
+        tree_arch = base_arch(written) if written else None
         wanted = (tree_arch,) if tree_arch else arches
         order: List[str] = []
         if any(arch in X86 for arch in wanted):
             order.append("xen")
-        if written:
-            order.append(written.lower())
+        if written and canonical_arch(written):
+            order.append(written)
         for arch in wanted:
             order.extend(PLATFORM_NAMES.get(arch, (arch,)))
-        return list(dict.fromkeys(order))
+        variants = sorted(name for name in self.images if name not in order
+                          and not canonical_arch(name) and base_arch(name) in wanted)
+        return list(dict.fromkeys(order + ([written] if written else []) + variants))
 
     def sha256(self, path: str) -> Optional[str]:
         """The SHA-256 listed for *path*, if any; other algorithms are not checked."""

@@ -12,7 +12,7 @@ import stat as stat_mod
 from typing import Dict, Iterable, List, Optional, Tuple, Union
 from urllib.parse import unquote
 
-from ..errors import BootError, NotFound, UsageError
+from ..errors import BootError, Interrupted, NotFound, TransientError, UsageError
 from ..transports import URL_SCHEMES, TransportOptions, Tree, open_url_tree
 from ..transports.base import ByteSource, OwningSource, clean_path
 from ..transports.local import LocalSource, LocalTree
@@ -64,13 +64,22 @@ def open_remote_image(location: Location, options: TransportOptions) -> Tree:
 
 
 def _directory_instead(location: Location, options: TransportOptions, missing: NotFound) -> Tree:
-    """``name.iso/`` when the server has no file ``name.iso``; the 404 otherwise."""
+    """``name.iso/`` when the server has no file ``name.iso``; the 404 otherwise.
+
+    A directory the server refuses to list (403) is still there.
+    """
     tree = open_url_tree(location.as_tree(), options)
     try:
         tree.stat("")
     except NotFound:
         tree.close()
-        raise missing from None
+        raise NotFound(f"{missing} (for a directory of that name, end the location with a /)") \
+            from None
+    except (Interrupted, TransientError):
+        tree.close()
+        raise
+    except BootError:
+        pass
     except BaseException:
         tree.close()
         raise

@@ -14,15 +14,17 @@ Paths handed to a tree are decoded, ``/``-separated and relative to its root
 from __future__ import annotations
 
 import abc
+import functools
 import io
 import os
 import posixpath
 import time
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit
-from typing import TYPE_CHECKING, BinaryIO, Callable, FrozenSet, Iterable, Optional, Sequence, Tuple
+from typing import (TYPE_CHECKING, BinaryIO, Callable, Dict, FrozenSet, Iterable, Mapping, Optional,
+                    Sequence, Tuple, Union)
 
-from ..errors import BootError, TransientError, UsageError
+from ..errors import BootError, Interrupted, TransientError, UsageError
 
 if TYPE_CHECKING:
     from .peers import PeerPolicy
@@ -248,11 +250,29 @@ class Sink:
                 )
 
 
+#: One answer of :meth:`Tree.stat_many`: what a stat said, the bytes read, or
+#: why that path failed (:class:`NotFound` when it is not there).
+Answer = Union[FileInfo, bytes, BootError]
+
+
+def answer_of(action: Callable[[], Union[FileInfo, bytes]]) -> Answer:
+    """*action*'s result, or the error it raised for its path; an interruption propagates."""
+    try:
+        return action()
+    except Interrupted:
+        raise
+    except BootError as exc:
+        return exc
+
+
 class Tree(abc.ABC):
     """Read-only files below one root; see the module docstring."""
 
     #: Worth keeping in the shared cache: remote, and stat() tells a change.
     cacheable = False
+    #: :meth:`stat_many` overlaps its requests: asking many paths at once costs
+    #: about one round trip, so a search may ask ahead instead of one by one.
+    parallel_stats = False
 
     @abc.abstractmethod
     def url(self, path: str) -> str:
@@ -265,6 +285,23 @@ class Tree(abc.ABC):
     @abc.abstractmethod
     def fetch(self, path: str, sink: Sink) -> None:
         """Stream the whole of *path* into *sink*, then ``sink.check_complete()``."""
+
+    def stat_many(self, paths: Sequence[str],
+                  reads: Optional[Mapping[str, int]] = None) -> Dict[str, Answer]:
+        """Stat *paths* and read the small files *reads* (path -> size limit) together.
+
+        One answer per path (see :data:`Answer`); a failure is the value of
+        its path rather than raised, so that one 404 does not hide the other
+        answers.  This default asks one path after the other; a transport that
+        can overlap requests overrides it and sets :attr:`parallel_stats`.
+        """
+        answers: Dict[str, Answer] = {}
+        for path, limit in (reads or {}).items():
+            answers[path] = answer_of(functools.partial(self.read_bytes, path, limit))
+        for path in paths:
+            if path not in answers:
+                answers[path] = answer_of(functools.partial(self.stat, path))
+        return answers
 
     def fetch_many(self, jobs: Sequence[Tuple[str, Sink]]) -> None:
         """Fetch several files; transports that can overlap transfers override it."""

@@ -12,19 +12,21 @@ kernel and ramdisk are fetched at the same time.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import re
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import quote
 
 import pycurl
 
 from .. import __version__
 from ..errors import BootError, NotFound, TransientError, UsageError
-from .base import ByteSource, FileInfo, Sink, TransportOptions, Tree, join_url_path, retry_delay
+from .base import (Answer, ByteSource, FileInfo, Sink, TransportOptions, Tree, answer_of,
+                   join_url_path, retry_delay)
 from .peers import PeerPolicy, address_class, refusal
 
 if TYPE_CHECKING:
@@ -33,6 +35,9 @@ if TYPE_CHECKING:
 #: libcurl's largest receive buffer: fewer, larger write callbacks.
 BUFFER_SIZE = 512 * 1024
 MAX_REDIRECTS = 5
+#: Requests :meth:`CurlTree.stat_many` keeps in flight together (over HTTP/1.1
+#: each is a connection of its own): a layout search's first batch fits.
+PARALLEL_STATS = 32
 #: System CA bundles of the distributions Xen runs on (Debian, Fedora, SUSE, Alpine/BSD).
 CA_BUNDLES = (
     "/etc/ssl/certs/ca-certificates.crt",
@@ -387,12 +392,80 @@ class CurlTree(Tree):
         transfer.handle.setopt(pycurl.HEADERFUNCTION, transfer.header)
         try:
             self._with_retries([transfer])
+        except (NotFound, TransientError):
+            raise
         except BootError:
+            if _redirected_to_slash(path, transfer):
+                return FileInfo(directory=True)  # a directory without a listing (403)
             status = int(transfer.handle.getinfo(pycurl.RESPONSE_CODE) or 0)
             if not (self.scheme.startswith("http") and status in (405, 501)):
                 raise
             return self._probe(path)
         return _file_info(transfer.handle, transfer.etag, _is_directory(path, transfer))
+
+    @property
+    def parallel_stats(self) -> bool:  # type: ignore[override]
+        """http(s) overlaps requests on the pool; FTP would log in once per request."""
+        return self.scheme.startswith("http")
+
+    def stat_many(self, paths: Sequence[str],
+                  reads: Optional[Mapping[str, int]] = None) -> Dict[str, Answer]:
+        """HEADs and small GETs run together on the multi handle, :data:`PARALLEL_STATS` at a time."""
+        if not self.parallel_stats:
+            return super().stat_many(paths, reads)
+        limits = dict(reads or {})
+        wanted = list(dict.fromkeys([*limits, *paths]))
+        answers: Dict[str, Answer] = {}
+        for start in range(0, len(wanted), PARALLEL_STATS):
+            chunk = wanted[start:start + PARALLEL_STATS]
+            answers.update(self._answer_all([self._asking(path, limits.get(path)) for path in chunk]))
+        return answers
+
+    def _asking(self, path: str, limit: Optional[int]) -> _Transfer:
+        """A HEAD for *path*, or a GET of at most *limit* bytes into memory."""
+        sink = None if limit is None else Sink(io.BytesIO(), self.url(path), max_size=limit)
+        transfer = _Transfer(self._handle(self._real_url(path), nobody=sink is None), path, sink)
+        transfer.handle.setopt(pycurl.HEADERFUNCTION, transfer.header)
+        return transfer
+
+    def _answer_all(self, transfers: List[_Transfer]) -> Dict[str, Answer]:
+        """Run *transfers* together, retrying the transient failures; one answer each."""
+        answers: Dict[str, Answer] = {}
+        pending = transfers
+        for attempt in range(self.options.retries + 1):
+            self._run(pending)
+            failed: List[Tuple[_Transfer, BootError]] = []
+            refused: List[str] = []
+            # Every handle is read before any is reused (by _probe or a retry).
+            for transfer in pending:
+                error = self._error(transfer) or _incomplete(transfer)
+                if error is None:
+                    answers[transfer.path] = _answer(transfer)
+                elif isinstance(error, TransientError) and attempt < self.options.retries:
+                    if self.options.may_retry(retry_delay(attempt)):
+                        failed.append((transfer, error))
+                    else:
+                        answers[transfer.path] = BootError(
+                            f"{error}; no time left to retry before libxl's timeout")
+                elif transfer.sink is None and _redirected_to_slash(transfer.path, transfer):
+                    # a directory without a listing: nginx's 301 to ``dir/``, then 403
+                    answers[transfer.path] = FileInfo(directory=True)
+                elif transfer.sink is None and self.scheme.startswith("http") and int(
+                        transfer.handle.getinfo(pycurl.RESPONSE_CODE) or 0) in (405, 501):
+                    refused.append(transfer.path)
+                else:
+                    answers[transfer.path] = error
+            for path in refused:  # a server refusing HEAD: one by one, as stat() does
+                answers[path] = answer_of(functools.partial(self._probe, path))
+            if not failed:
+                break
+            delay = retry_delay(attempt)
+            self.options.note(f"{failed[-1][1]}; retrying in {delay:g} s")
+            time.sleep(delay)
+            pending = [self._again(transfer) for transfer, _ in failed]
+            for transfer in pending:
+                transfer.handle.setopt(pycurl.HEADERFUNCTION, transfer.header)
+        return answers
 
     def _probe(self, path: str) -> FileInfo:
         """Existence check for servers that refuse HEAD: start a GET, stop at once."""
@@ -583,10 +656,29 @@ def _file_info(handle: pycurl.Curl, etag: Optional[str] = None,
                     etag=etag, directory=directory)
 
 
+def _answer(transfer: _Transfer) -> Answer:
+    """What a finished :meth:`CurlTree.stat_many` transfer tells: the bytes, or the file's info."""
+    if transfer.sink is not None:
+        fileobj = transfer.sink.fileobj
+        assert isinstance(fileobj, io.BytesIO)
+        return fileobj.getvalue()
+    return _file_info(transfer.handle, transfer.etag, _is_directory(transfer.path, transfer))
+
+
+def _redirected_to_slash(path: str, transfer: _Transfer) -> bool:
+    """The server sent the request for *path* on to ``path/``: a directory, whatever it answered there."""
+    if not path or path.endswith("/"):
+        return False
+    try:
+        final = str(transfer.handle.getinfo(pycurl.EFFECTIVE_URL) or "")
+    except pycurl.error:  # libcurl refused the URL before any request
+        return False
+    return final.endswith("/" + quote(path.rsplit("/", 1)[-1], safe=_SAFE_PATH) + "/")
+
+
 def _is_directory(path: str, transfer: _Transfer) -> bool:
     """An http answer for a directory: redirected to ``path/``, or an HTML page."""
-    final = str(transfer.handle.getinfo(pycurl.EFFECTIVE_URL) or "")
-    if final.endswith("/") and not path.endswith("/"):
+    if _redirected_to_slash(path, transfer):
         return True
     kind = (transfer.content_type or b"").split(b";", 1)[0].strip().lower()
     return kind in (b"text/html", b"application/xhtml+xml")

@@ -1,0 +1,105 @@
+"""``Tree.stat_many``: many existence checks and small reads in one batch.
+
+Against the real loopback server: one answer per path whatever the others
+did (a 404, a 403, a 503 cured by a retry, a server refusing HEAD), the
+reads bounded, and the sequential default giving the same answers.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from support.layout_trees import TreeServer
+
+from xenpvnetboot.errors import BootError, NotFound, TransientError
+from xenpvnetboot.location import open_location
+from xenpvnetboot.transports import FileInfo, TransportOptions
+from xenpvnetboot.transports.local import LocalTree
+
+OPTIONS = TransportOptions(retries=1, timeout=10)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    base = tmp_path_factory.mktemp("stat-many")
+    (base / "dir").mkdir()
+    (base / "dir" / "kernel").write_bytes(b"k" * 1000)
+    (base / "marker").write_bytes(b"Debian GNU/Linux 12\n")
+    (base / "big").write_bytes(b"b" * 5000)
+    return str(base)
+
+
+@pytest.fixture
+def server(root):
+    started = TreeServer(root, directories="403", quiet=0.2).start()
+    yield started
+    started.stop()
+
+
+def test_one_batch_one_answer_per_path(server):
+    server.faults["/forbidden"] = "403"
+    with open_location(server.url(""), OPTIONS) as tree:
+        assert tree.parallel_stats
+        answers = tree.stat_many(["dir/kernel", "missing", "forbidden", "dir", "dir/"],
+                                 {"marker": 100, "gone": 100, "big": 100})
+    assert answers["dir/kernel"].size == 1000 and not answers["dir/kernel"].directory
+    assert isinstance(answers["missing"], NotFound) and isinstance(answers["gone"], NotFound)
+    assert isinstance(answers["forbidden"], BootError) and "403" in str(answers["forbidden"])
+    assert answers["dir"] == FileInfo(directory=True)  # 301 to dir/, then 403
+    assert isinstance(answers["dir/"], BootError) and not isinstance(answers["dir/"], NotFound)
+    assert answers["marker"] == b"Debian GNU/Linux 12\n"
+    assert isinstance(answers["big"], BootError) and "100 bytes" in str(answers["big"])
+    methods = {path: method for method, path, _ in server.log}
+    assert methods["/marker"] == "GET" and methods["/dir/kernel"] == "HEAD"
+    redirects = [path for _, path, _ in server.log if path == "/dir/"]
+    assert len(redirects) == 2  # asked as dir/, and reached from dir
+    assert server.rounds() <= 2  # the redirect of dir is followed in a second exchange
+
+
+def test_transient_failures_are_retried_others_are_not(server):
+    server.faults["/dir/kernel"] = ["503"]
+    with open_location(server.url(""), OPTIONS) as tree:
+        answers = tree.stat_many(["dir/kernel", "missing"])
+    assert answers["dir/kernel"].size == 1000
+    asked = [path for _, path, _ in server.log]
+    assert asked.count("/dir/kernel") == 2 and asked.count("/missing") == 1
+
+
+def test_a_lasting_503_is_the_answer_of_that_path_only(server):
+    server.faults["/dir/kernel"] = "503"
+    with open_location(server.url(""), OPTIONS) as tree:
+        answers = tree.stat_many(["dir/kernel", "marker"])
+    assert isinstance(answers["dir/kernel"], TransientError)
+    assert answers["marker"].size == len(b"Debian GNU/Linux 12\n")
+
+
+def test_a_server_refusing_head_is_asked_with_a_get(server):
+    for path in ("/dir/kernel", "/marker", "/missing"):
+        server.faults[path] = "refuse-head"
+    with open_location(server.url(""), OPTIONS) as tree:
+        answers = tree.stat_many(["dir/kernel", "marker", "missing"])
+    assert answers["dir/kernel"].size == 1000 and answers["marker"].size == 20
+    assert isinstance(answers["missing"], NotFound)
+    assert [method for method, path, _ in server.log if path == "/dir/kernel"] == ["HEAD", "GET"]
+
+
+def test_more_paths_than_the_pool_holds(server):
+    from xenpvnetboot.transports.curl import PARALLEL_STATS
+
+    paths = [f"missing-{number}" for number in range(PARALLEL_STATS + 3)] + ["dir/kernel"]
+    with open_location(server.url(""), OPTIONS) as tree:
+        answers = tree.stat_many(paths)
+    assert set(answers) == set(paths) and answers["dir/kernel"].size == 1000
+    assert server.rounds() == 2
+
+
+def test_the_sequential_default_gives_the_same_answers(root):
+    tree = LocalTree(root)
+    assert not tree.parallel_stats
+    answers = tree.stat_many(["dir/kernel", "missing", "dir"], {"marker": 100, "big": 100})
+    assert answers["dir/kernel"].size == 1000
+    assert isinstance(answers["missing"], NotFound) and isinstance(answers["dir"], NotFound)
+    assert answers["marker"] == b"Debian GNU/Linux 12\n"
+    assert isinstance(answers["big"], BootError)
+    assert os.path.getsize(os.path.join(root, "big")) == 5000

@@ -1,0 +1,148 @@
+"""Round trips of layout detection over http: how many requests wait for each other.
+
+On a real link the search costs its sequential round trips, not its bytes.
+The server here answers a batch of requests only when no other arrives
+(see ``TreeServer``), so the number of groups it saw is the number of round
+trips, whatever the machine's speed.  Measured before this search overlapped
+its requests: 50 requests and 50 round trips for an empty tree, 8 and 8 for a
+Debian mirror, 3 and 3 for a ``.treeinfo`` tree, 45 and 45 for Arch Linux.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import pytest
+from support.layout_trees import x86_64_host  # noqa: F401 (a fixture)
+from support.layout_trees import BY_NAME, TREES, LayoutTree, TreeServer, build_all
+from support.libxl import run_bootloader
+
+from xenpvnetboot.errors import BootError
+from xenpvnetboot.layout import select_files
+from xenpvnetboot.layouts.arch import canonical_arch
+from xenpvnetboot.location import open_location
+from xenpvnetboot.transports import TransportOptions
+
+OPTIONS = TransportOptions(retries=0, timeout=10)
+#: Seconds without a new request that end a round trip; a batch is sent in far
+#: less, even on a loaded machine.
+QUIET = 0.4
+EMPTY = LayoutTree("empty", {}, ["README", "pub/README"])
+#: A tree of every family and shape, with and without markers.
+FAMILY_TREES = [
+    "fedora40", "rhel5", "sl6-no-dot", "alma10-x86_64_v2", "leap15-treeinfo", "sles11", "tumbleweed",
+    "debian-mirror", "debian-mirror-i386", "ubuntu2004-mirror", "debian-daily", "debian-netboot-tftp",
+    "netboot-xen-directory", "debian12-cd", "debian8-netinst", "debian-live", "ubuntu1804-server-xen",
+    "ubuntu2204-live-server", "mageia9", "alpine319-virt", "alpine-netboot", "archlinux-2024",
+    "centos7-live", "ol6-no-marker",
+]
+
+
+pytestmark = pytest.mark.usefixtures("x86_64_host")
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return build_all(str(tmp_path_factory.mktemp("rounds")), TREES + [EMPTY])
+
+
+@pytest.fixture(scope="module")
+def server(root):
+    started = TreeServer(root, directories="listing", quiet=QUIET).start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="module")
+def unlisted(root):
+    """nginx or Apache without directory listings: ``dir/`` is HTTP 403."""
+    started = TreeServer(root, directories="403", quiet=QUIET).start()
+    yield started
+    started.stop()
+
+
+def detect(server, tree: LayoutTree):
+    server.clear()
+    with contextlib.ExitStack() as stack:
+        opened = stack.enter_context(open_location(server.url(tree.name) + "/", OPTIONS))
+        wanted = canonical_arch(tree.arch) if tree.arch else None
+        return select_files(opened, None, None, OPTIONS, stack, arch=wanted)
+
+
+def in_round(server, number):
+    return sorted(path.split("/", 2)[2] for _, path, batch in server.log if batch == number)
+
+
+@pytest.mark.parametrize("name", FAMILY_TREES)
+def test_every_family_in_two_round_trips(server, name):
+    tree = BY_NAME[name]
+    selection = detect(server, tree)
+    assert (selection.kernel.path, selection.ramdisk.path) == (tree.kernel, tree.ramdisk)
+    assert server.rounds() <= 2, server.log
+    assert len(server.log) <= 45  # the empty tree's first round and one family's pairs
+
+
+@pytest.mark.parametrize("name", ["debian-daily", "tumbleweed", "archlinux-2024", "fedora40"])
+def test_without_listings_too(unlisted, name):
+    tree = BY_NAME[name]
+    assert detect(unlisted, tree).kernel.path == tree.kernel
+    assert unlisted.rounds() <= 2, unlisted.log
+
+
+def test_an_empty_tree_costs_one_round_trip(server):
+    with pytest.raises(BootError, match="no kernel found: "):
+        detect(server, EMPTY)
+    assert server.rounds() == 1
+    assert len(server.log) < 30  # was 50, one after the other
+
+
+def test_a_debian_mirror_is_decided_in_the_first_round(server):
+    detect(server, BY_NAME["debian-mirror"])
+    assert server.rounds() == 1
+
+
+def test_treeinfo_second_round_is_its_pair(server):
+    detect(server, BY_NAME["fedora40"])
+    first, second = sorted({batch for _, _, batch in server.log})
+    assert ".treeinfo" in in_round(server, first)
+    assert in_round(server, second) == ["images/pxeboot/initrd.img", "images/pxeboot/vmlinuz"]
+
+
+def test_a_marker_stops_the_blind_search(server):
+    """After ``content`` names a SUSE tree only SUSE's pairs are asked for."""
+    detect(server, BY_NAME["sles11"])
+    second = in_round(server, max(batch for _, _, batch in server.log))
+    assert second and all(path.startswith("boot/") for path in second), second
+    assert len(server.log) == len(set(path for _, path, _ in server.log))
+
+
+def test_a_server_without_directories_costs_more_but_finds_the_same(root):
+    """An object store answers 404 for every directory: nothing is ruled out."""
+    started = TreeServer(root, directories="files-only", quiet=QUIET).start()
+    try:
+        for name in ("archlinux-2024", "fedora40", "debian-mirror"):
+            tree = BY_NAME[name]
+            selection = detect(started, tree)
+            assert selection.kernel.path == tree.kernel
+            assert started.rounds() <= (1 if name == "debian-mirror" else 4)
+    finally:
+        started.stop()
+
+
+@pytest.mark.parametrize("name", ["debian-mirror", "fedora40", "alpine-netboot"])
+def test_first_kernel_byte_after_at_most_two_round_trips(root, workdir, name):
+    """The whole bootloader, as libxl runs it: the download starts in the third round at most."""
+    started = TreeServer(root, directories="listing", quiet=QUIET).start()
+    tree = BY_NAME[name]
+    try:
+        run = run_bootloader([f"--location={started.url(tree.name)}/", "--check=off", "--verify=off"],
+                             workdir)
+    finally:
+        started.stop()
+    assert run.status == 0, run.console
+    assert run.kernel == tree.content(tree.kernel)
+    kernel_get = min(batch for method, path, batch in started.log
+                     if method == "GET" and path.endswith("/" + tree.kernel))
+    assert kernel_get - min(batch for _, _, batch in started.log) <= 2
+    assert os.path.basename(tree.kernel) in run.console
