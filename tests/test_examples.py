@@ -400,9 +400,33 @@ def debian_netinst() -> Files:
 def ubuntu2204_live() -> Files:
     files: Files = {"casper/vmlinuz": kernel("ubuntu2204"), "casper/initrd": ramdisk("ubuntu2204")}
     files.update(decoys("ubuntu2204", "casper/hwe-vmlinuz", "casper/hwe-initrd",
-                        "casper/ubuntu-server-minimal.squashfs", "boot/grub/grub.cfg"))
+                        "casper/ubuntu-server-minimal.squashfs"))
     files[".disk/info"] = b'Ubuntu-Server 22.04.4 LTS "Jammy Jellyfish" - Release amd64 (20240220)'
+    files["boot/grub/grub.cfg"] = UBUNTU_GRUB.encode()
     return files
+
+
+#: The menu of the Ubuntu 22.04 live server ISO, as far as it matters here.
+UBUNTU_GRUB = """set timeout=30
+loadfont unicode
+set menu_color_normal=white/black
+menuentry "Try or Install Ubuntu Server" {
+	set gfxpayload=keep
+	linux	/casper/vmlinuz  ---
+	initrd	/casper/initrd
+}
+menuentry "Ubuntu Server with the HWE kernel" {
+	set gfxpayload=keep
+	linux	/casper/hwe-vmlinuz  ---
+	initrd	/casper/hwe-initrd
+}
+grub_platform
+if [ "$grub_platform" = "efi" ]; then
+menuentry 'Boot from next volume' {
+	exit 1
+}
+fi
+"""
 
 
 UBUNTU_LEGACY = "current/legacy-images/netboot/ubuntu-installer/amd64/"

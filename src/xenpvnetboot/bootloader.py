@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
 from .boot import Target, prepare_output_directory
 from .cleanup import CLEANUP
 from .errors import BootError, UsageError
-from .jobs import dry_run_job, fetch_job, kernel_args
+from .jobs import dry_run_job, fetch_job, kernel_args, list_job
 from .output import BootResult, format_result, write_result
 from .request import Request
 from .transports import TransportOptions
@@ -125,6 +125,11 @@ def boot(request: Request) -> int:
         archive = newc_archive(answers)
         file_limit += MAX_APPENDED
     keyrings = _read_keyrings(request)
+    if request.list_entries:
+        options, seccomp = _prepare_worker(request, options)
+        run_worker(lambda: list_job(request, options, ui), deadlines.kill, uid=request.runas,
+                   max_file_size=file_limit, seccomp=seccomp)
+        return 0
     if request.dry_run:
         options, seccomp = _prepare_worker(request, options, bool(answers))
         run_worker(lambda: dry_run_job(request, options, ui, answers, keyrings), deadlines.kill,
@@ -144,13 +149,15 @@ def boot(request: Request) -> int:
         _confirm_signed_hashes(report, targets)
     install_args = report.get("install_args", "")
     installer = report.get("installer")
-    if not isinstance(install_args, str) or not isinstance(installer, (str, type(None))):
+    menu_args = report.get("menu_args", "")
+    if (not isinstance(install_args, str) or not isinstance(installer, (str, type(None)))
+            or not isinstance(menu_args, str)):
         raise BootError("the worker process sent a bad report")
     kernel = targets["kernel"].commit(names["kernel"])
     ramdisk: Optional[str] = None
     if "ramdisk" in names:
         ramdisk = targets["ramdisk"].commit(names["ramdisk"])
-    args = kernel_args(request, install_args, installer, answers)
+    args = kernel_args(request, install_args, installer, answers, menu_args)
     data = format_result(BootResult(kernel, ramdisk, args), request.output_format)
     write_result(data, request.output)
     CLEANUP.keep(kernel)
@@ -168,7 +175,7 @@ def _prepare_worker(request: Request, options: TransportOptions,  # type: ignore
         return options, None
     import encodings.idna  # noqa: F401  (socket.getaddrinfo of a host name needs it)
 
-    from . import sandbox
+    from . import menuboot, menus, sandbox  # noqa: F401  (the boot menu's parsers)
     from .layouts import report  # noqa: F401  (--dry-run's description)
     from .location import preload, preopen_disk
 

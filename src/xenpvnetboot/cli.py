@@ -112,6 +112,20 @@ class _Once(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
+def parse_mac(text: str) -> str:
+    """``--mac``: a guest MAC address, for pxelinux.cfg/01-<mac> and BOOTIF=."""
+    from .menus.pxe import parse_mac as parse
+
+    return parse(text)
+
+
+def parse_ip(text: str) -> object:
+    """``--ip``: the guest's IPv4 address, for pxelinux.cfg/<hex> files."""
+    from .menus.pxe import parse_ipv4
+
+    return parse_ipv4(text)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a usage error as one line (exit 2) without usage spam."""
 
@@ -139,6 +153,17 @@ def build_parser() -> argparse.ArgumentParser:
     add("--arch", metavar="ARCH", type=parse_arch,
         help="guest architecture whose files to pick: x86_64 (amd64), i686 (i386, i586) or "
         "aarch64 (arm64); default: this host's")
+    add("--entry", metavar="N|TITLE",
+        help="boot this entry of the medium's own boot menu: an index from 0 as -l numbers "
+        "them, a title, or part of one (default: the menu's default entry)")
+    add("-l", "--list-entries", dest="list_entries", action="store_true",
+        help="list the entries of the medium's boot menu and exit")
+    add("--no-menu-args", action="store_true",
+        help="ignore the medium's boot menu (its entries and their kernel arguments)")
+    add("--mac", metavar="MAC", type=parse_mac,
+        help="the guest's MAC address: selects pxelinux.cfg/01-MAC and adds BOOTIF=")
+    add("--ip", metavar="IPV4", type=parse_ip,
+        help="the guest's IPv4 address: selects pxelinux.cfg/ files named by its hex form")
     add("-n", "--dry-run", "--not-really", dest="dry_run", action="store_true",
         help="print the distribution, files, sizes and kernel arguments found; "
         "download and write nothing")

@@ -9,7 +9,7 @@ byte is in, while the ramdisk may still be arriving (see :mod:`.cache`).
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .boot import Target, check_free_space, safe_basename
 from .layout import FileRef, Selection
@@ -46,7 +46,9 @@ def download(
     reads it; a cached copy is never changed.
     """
     refs = selection_refs(selection)
-    entries = _lock(cache, refs, options, ui) if cache is not None else {}
+    # A ramdisk made of several files (a boot menu's entry) is no one URL's bytes.
+    cached = [(role, ref) for role, ref in refs if role != "ramdisk" or not selection.ramdisks]
+    entries = _lock(cache, cached, options, ui) if cache is not None else {}
     stored = False
     try:
         sizes: Dict[str, int] = {}
@@ -66,6 +68,8 @@ def download(
         stored = bool(misses) and cache is not None
         for role, size in sizes.items():
             targets[role].downloaded = size
+        if selection.ramdisks and "ramdisk" in sizes:
+            sizes["ramdisk"] += _append_files(selection.ramdisks, targets["ramdisk"], options, ui)
         if inject and "ramdisk" in sizes:
             appended = targets["ramdisk"].append(inject, dict(refs)["ramdisk"].url)
             sizes["ramdisk"] = appended.size
@@ -83,6 +87,26 @@ def download(
     if stored and cache is not None:
         cache.evict()
     return {role: (safe_basename(ref.path, role), sizes[role]) for role, ref in refs}
+
+
+def _append_files(refs: Sequence[FileRef], target: Target, options: TransportOptions,
+                  ui: UI) -> int:
+    """Stream *refs* one after the other onto the end of *target* (the further
+    ramdisks of a menu entry: the kernel reads concatenated archives in order)."""
+    import os
+
+    assert target.read_fd is not None
+    added = 0
+    with os.fdopen(os.dup(target.read_fd), "r+b") as handle:
+        handle.seek(0, os.SEEK_END)
+        for ref in refs:
+            ui.info(f"Fetching ramdisk {ref.url} ({human_size(ref.info.size)}), appended")
+            sink = Sink(handle, ref.url, max_size=options.max_size - added, sha256=ref.sha256)
+            sink.expect(ref.info.size)
+            ref.tree.fetch(ref.path, sink)
+            added += sink.written
+        handle.flush()
+    return added
 
 
 def _take(entry: "Entry", target: Target, ref: FileRef, sizes: Dict[str, int], role: str) -> bool:

@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
 from .boot import Target
 from .check import BootChecker
 from .download import download
-from .errors import UsageError
+from .errors import BootError, Interrupted, TransientError, UsageError
 from .layout import Selection, describe, select_files
+from .layouts.arch import arches_to_try
 from .layouts.installargs import merge as merge_install_args
 from .location import open_location
 from .request import Request
-from .transports import TransportOptions
+from .transports import TransportOptions, Tree
 from .ui import UI
 
 if TYPE_CHECKING:
@@ -60,13 +61,12 @@ def choose(request: Request, options: TransportOptions, ui: UI, trees: contextli
 
         verifier = Verifier(request.verify, keyrings, dry_run=dry_run)
         options = dataclasses.replace(options, image_hook=verifier.image_hook)
-    location = None
+    location: Optional[Tree] = None
     if request.location is not None:
         location = trees.enter_context(open_location(request.location, options))
         ui.info(f"Location {location.url('')}")
-    selection = select_files(location, request.kernel, request.ramdisk, options, trees,
-                             arch=request.arch, no_ramdisk=request.no_ramdisk, warn=ui.warning)
-    selection = with_checksums(selection, request)
+        location = _remembering(location, request)
+    selection = with_checksums(_selected(request, location, options, ui, trees), request)
     ui.info(f"Found {selection.reason}")
     if verifier is None:
         return selection, None
@@ -84,6 +84,65 @@ def choose(request: Request, options: TransportOptions, ui: UI, trees: contextli
                                          ("ramdisk", request.ramdisk_sha256)) if digest]
     report.enforce(request.verify, ui.warning, ui.info, pinned)
     return report.apply(selection), report
+
+
+def _remembering(tree: Tree, request: Request) -> Tree:
+    """The location, keeping every answer; the boot menu's files asked with the
+    layout search's first batch, so that the menu costs no round trip of its own."""
+    from .transports.memo import MemoTree
+
+    if not request.menu_args or request.kernel is not None:
+        return MemoTree(tree)
+    from .menuboot import remembering
+
+    return remembering(tree, request.location, request.mac, request.ip,
+                       arches_to_try(request.arch))
+
+
+def _selected(request: Request, location: Optional[Tree], options: TransportOptions, ui: UI,
+              trees: contextlib.ExitStack) -> Selection:
+    """The layout's choice, then the medium's boot menu's say (see :mod:`.menuboot`)."""
+    arches = arches_to_try(request.arch)
+    failure: Optional[BootError] = None
+    try:
+        selection: Optional[Selection] = select_files(
+            location, request.kernel, request.ramdisk, options, trees, arch=request.arch,
+            no_ramdisk=request.no_ramdisk, warn=ui.warning)
+    except (TransientError, Interrupted):
+        raise
+    except BootError as exc:  # nothing found: the menu may know better
+        if not request.menu_args or request.kernel is not None or location is None:
+            raise
+        selection, failure = None, exc
+    if not request.menu_args:
+        assert selection is not None
+        return selection
+    from .menuboot import live_args, with_menu
+
+    chosen = with_menu(selection, failure, location, request.location, entry=request.entry,
+                       explicit_kernel=request.kernel is not None,
+                       explicit_ramdisk=request.ramdisk is not None or request.no_ramdisk,
+                       mac=request.mac, ip=request.ip, arches=arches, warn=ui.warning)
+    if location is not None:
+        live = live_args(chosen, location, request.location)
+        if live:
+            install = " ".join(part for part in (chosen.install_args, live) if part)
+            chosen = dataclasses.replace(chosen, install_args=install)
+    return chosen
+
+
+def list_job(request: Request, options: TransportOptions, ui: UI) -> Dict[str, Any]:
+    """In the worker: ``--list-entries``, the medium's menu as pygrub numbers it."""
+    from .menuboot import list_entries
+
+    if request.location is None:
+        raise UsageError("--list-entries needs --location")
+    with open_location(request.location, options) as tree:
+        ui.info(f"Location {tree.url('')}")
+        sys.stdout.write(list_entries(tree, request.location, request.mac, request.ip,
+                                      arches_to_try(request.arch)))
+        sys.stdout.flush()
+    return {}
 
 
 def open_cache(request: Request, ui: UI) -> Optional["Cache"]:
@@ -110,9 +169,13 @@ def open_cache(request: Request, ui: UI) -> Optional["Cache"]:
 
 
 def kernel_args(request: Request, install_args: str, installer: Optional[str] = None,
-                answers: Sequence["AnswerFile"] = ()) -> str:
-    """--args, plus the installer's source and the arguments of the injected
-    answer files, unless given there already or --no-install-args."""
+                answers: Sequence["AnswerFile"] = (), menu_args: str = "") -> str:
+    """The boot menu entry's arguments, then --args (which win, coming last),
+    plus the installer's source and the arguments of the injected answer
+    files, unless given already or --no-install-args."""
+    from .menus import join_args
+
+    cmdline = join_args(menu_args, request.args) if menu_args else request.args
     extra = [install_args] if install_args else []
     if answers:
         from .inject import answer_args
@@ -122,8 +185,8 @@ def kernel_args(request: Request, install_args: str, installer: Optional[str] = 
                                  legacy_anaconda=legacy))
     words = " ".join(part for part in extra if part)
     if not request.install_args or not words:
-        return request.args
-    return merge_install_args(request.args, words)
+        return cmdline
+    return merge_install_args(cmdline, words)
 
 
 def fetch_job(request: Request, options: TransportOptions, ui: UI, targets: Dict[str, Target],
@@ -144,6 +207,7 @@ def fetch_job(request: Request, options: TransportOptions, ui: UI, targets: Dict
                 cache.close()
     report: Dict[str, Any] = {"install_args": selection.install_args,
                               "installer": selection.installer,
+                              "menu_args": selection.menu_args,
                               "verify": verified.to_wire() if verified is not None else None}
     for role, (name, size) in fetched.items():
         report[role] = {"name": name, "size": size, "linked": targets[role].linked,
@@ -157,7 +221,8 @@ def dry_run_job(request: Request, options: TransportOptions, ui: UI,
     """In the worker: show what would be booted; fetch nothing, write no file."""
     with contextlib.ExitStack() as trees:
         selection, verified = choose(request, options, ui, trees, keyrings, dry_run=True)
-        args = kernel_args(request, selection.install_args, selection.installer, answers)
+        args = kernel_args(request, selection.install_args, selection.installer, answers,
+                           selection.menu_args)
         sys.stdout.write(describe(selection, args))
         if verified is not None:
             sys.stdout.write("".join(line + "\n" for line in verified.lines()))

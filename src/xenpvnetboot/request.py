@@ -11,6 +11,7 @@ import argparse
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+from .errors import UsageError
 from .location import FileSpec, Location, parse_file_spec, parse_location
 
 
@@ -55,6 +56,13 @@ class Request:
     #: ``--verify`` policy and the ``--keyring`` files.
     verify: str = "auto"
     keyrings: Tuple[str, ...] = ()
+    #: The medium's boot menu: which entry, list them, use it at all; the
+    #: guest's addresses for per-machine PXE menus.
+    entry: Optional[str] = None
+    list_entries: bool = False
+    menu_args: bool = True
+    mac: Optional[str] = None
+    ip: Optional[object] = None
 
     @property
     def own_locations(self) -> Tuple[Location, ...]:
@@ -65,7 +73,7 @@ class Request:
 
 def from_args(ns: argparse.Namespace) -> Request:
     """The :class:`Request` the parsed options describe (UsageError if malformed)."""
-    return Request(
+    request = Request(
         location=parse_location(ns.location) if ns.location else None,
         kernel=parse_file_spec(ns.kernel) if ns.kernel else None,
         ramdisk=parse_file_spec(ns.ramdisk) if ns.ramdisk else None,
@@ -98,4 +106,12 @@ def from_args(ns: argparse.Namespace) -> Request:
         initrd_inject=tuple(ns.initrd_inject),
         verify=ns.verify,
         keyrings=tuple(ns.keyrings),
+        entry=ns.entry,
+        list_entries=ns.list_entries,
+        menu_args=not ns.no_menu_args,
+        mac=ns.mac,
+        ip=ns.ip,
     )
+    if not request.menu_args and (request.entry is not None or request.list_entries):
+        raise UsageError("--entry and --list-entries need the menu that --no-menu-args ignores")
+    return request

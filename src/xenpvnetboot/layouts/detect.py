@@ -33,7 +33,7 @@ from .installargs import install_args
 from .model import FileRef, Pair, Selection
 from .probe import Probe
 from .table import (ANACONDA, FAMILIES, LINUXRC, MARKERS, ORIGINAL_PAIRS, REDHAT, SUSE, Candidate,
-                    Family, families_marked_by, short_names)
+                    Family, families_marked_by, kernels_alone, short_names)
 from .treeinfo import TreeInfo, TreeInfoError
 
 #: Largest marker file other than ``.treeinfo`` that is read.
@@ -75,6 +75,7 @@ def top_directories(arches: Tuple[str, ...]) -> List[str]:
     """The first path components of every pair the search may try."""
     paths = [c.pair.kernel for family in FAMILIES for c in family.candidates(arches)]
     paths += [pair.kernel for pair in ORIGINAL_PAIRS]
+    paths += [row.kernel for row in kernels_alone(arches)]
     return list(dict.fromkeys(path.split("/", 1)[0] for path in paths if "/" in path))
 
 
@@ -215,6 +216,18 @@ def walk(probe: Probe, arches: Tuple[str, ...]) -> Optional[Selection]:
                       installer=candidate.family.installer)
 
 
+def alone(probe: Probe, arches: Tuple[str, ...]) -> Optional[Selection]:
+    """A kernel that carries its own ramdisk (NetBSD's Xen install kernels), booted alone."""
+    rows = kernels_alone(arches)
+    found = probe.first_complete([(row.kernel,) for row in rows])
+    if found is None:
+        return None
+    index, infos = found
+    row = rows[index]
+    return Selection(FileRef(probe.tree, row.kernel, infos[0]), None,
+                     f"{row.what} in {_where(row.kernel)} (its ramdisk is built in)")
+
+
 # -- 4: what the original tool booted ---------------------------------------------
 
 def like_the_original(probe: Probe, warn: Say) -> Optional[Selection]:
@@ -272,7 +285,7 @@ def detect(tree: Tree, arches: Tuple[str, ...], warn: Optional[Say] = None,
         probe.ask(stats, reads)
         probe.learn_directories(directories)
     story: List[str] = []
-    found = by_metadata(probe, arches, story) or walk(probe, arches)
+    found = by_metadata(probe, arches, story) or walk(probe, arches) or alone(probe, arches)
     if found is None and warn is not None:
         found = like_the_original(probe, warn)
     if found is None:

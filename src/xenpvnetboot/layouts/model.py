@@ -8,7 +8,7 @@ three.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 from ..transports import FileInfo, Tree
 
@@ -48,3 +48,15 @@ class Selection:
     install_args: str = ""
     #: The tree's installer (``layouts.table.ANACONDA``, ``LINUXRC``), if recognised.
     installer: Optional[str] = None
+    #: More ramdisks of a boot-menu entry, concatenated after :attr:`ramdisk`
+    #: into one file, in this order (microcode first).
+    ramdisks: Tuple[FileRef, ...] = ()
+    #: The arguments of the medium's boot-menu entry, filtered.
+    menu_args: str = ""
+
+    @property
+    def xen_specific(self) -> bool:
+        """A pair built for Xen PV guests (a ``xen/`` directory, ``vmlinuz-xen``,
+        ``[images-xen]``): it wins over the medium's boot menu."""
+        parts = self.kernel.path.split("/")
+        return "xen" in parts[:-1] or parts[-1].endswith("-xen") or "[images-xen]" in self.reason

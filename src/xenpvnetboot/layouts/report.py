@@ -27,6 +27,10 @@ def describe(selection: Selection, cmdline: str) -> str:
     lines = [f"Found: {selection.reason}"]
     lines += _file_line("Kernel", selection.kernel)
     lines += _file_line("Ramdisk", selection.ramdisk)
+    for ref in selection.ramdisks:
+        lines += _file_line("Ramdisk, then", ref)
+    if selection.menu_args:
+        lines.append(f"Menu arguments: {selection.menu_args}")
     lines.append(f"Arguments: {cmdline}" if cmdline else "Arguments: (none)")
     if selection.install_args:
         added = all(word in cmdline.split() for word in selection.install_args.split())

@@ -263,6 +263,34 @@ FAMILIES: Tuple[Family, ...] = (
     ISOLINUX_LIVE, NETBOOT_DIRECTORY,
 )
 
+@dataclass(frozen=True)
+class KernelOnly:
+    """A kernel that carries its own ramdisk, booted alone."""
+
+    kernel: str
+    what: str
+    arches: Tuple[str, ...] = ()
+
+
+#: Trees whose install kernel has its ramdisk built in: NetBSD's release trees
+#: (the location the architecture's directory, or the release above it).
+KERNELS_ALONE: Tuple[KernelOnly, ...] = (
+    KernelOnly("binary/kernel/netbsd-INSTALL_XEN3_DOMU.gz",
+               "NetBSD release, Xen PV install kernel", (X86_64,)),
+    KernelOnly("amd64/binary/kernel/netbsd-INSTALL_XEN3_DOMU.gz",
+               "NetBSD release, Xen PV install kernel", (X86_64,)),
+    KernelOnly("binary/kernel/netbsd-INSTALL_XEN3PAE_DOMU.gz",
+               "NetBSD release, Xen PV (PAE) install kernel", (I686,)),
+    KernelOnly("i386/binary/kernel/netbsd-INSTALL_XEN3PAE_DOMU.gz",
+               "NetBSD release, Xen PV (PAE) install kernel", (I686,)),
+)
+
+
+def kernels_alone(arches: Tuple[str, ...]) -> List[KernelOnly]:
+    """The kernels-alone rows for *arches*, the first architecture's first."""
+    return [row for arch in arches for row in KERNELS_ALONE if not row.arches or arch in row.arches]
+
+
 #: Marker files in the order they are read, after ``.treeinfo`` (see :mod:`.detect`).
 MARKERS: Tuple[str, ...] = (".disk/info", "content", "VERSION", ".alpine-release")
 
@@ -283,7 +311,7 @@ def families_marked_by(path: str) -> Tuple[Family, ...]:
 
 def short_names() -> List[str]:
     """The families for the short "no kernel found" message, in table order."""
-    return list(dict.fromkeys(family.short for family in FAMILIES if family.short))
+    return list(dict.fromkeys([family.short for family in FAMILIES if family.short] + ["NetBSD"]))
 
 
 # -- names that pair within one directory (a --kernel or --ramdisk alone) -----------

@@ -37,7 +37,7 @@ BUFFER_SIZE = 512 * 1024
 MAX_REDIRECTS = 5
 #: Requests :meth:`CurlTree.stat_many` keeps in flight together (over HTTP/1.1
 #: each is a connection of its own): a layout search's first batch fits.
-PARALLEL_STATS = 32
+PARALLEL_STATS = 48
 #: System CA bundles of the distributions Xen runs on (Debian, Fedora, SUSE, Alpine/BSD).
 CA_BUNDLES = (
     "/etc/ssl/certs/ca-certificates.crt",
