@@ -7,6 +7,9 @@
 #   make uninstall                    undo make install (without DESTDIR)
 #   make man                          regenerate docs/xenpvnetboot.1 from its source
 #   make check                        the test suite
+#   make xen-test                     real guests under real Xen 4.17 in QEMU
+#                                     (root; tests/xen/README.md), XEN_SCENARIOS=all
+#                                     for the full set
 #   make wheel sdist                  packages into dist/
 #   make deb                          Debian packages into ..
 #   make clean                        remove what the targets above left here
@@ -40,7 +43,7 @@ MANDIR      ?= $(word 2,$(PIP_SCHEME))/share/man
 
 ROOT := $(or $(DESTDIR),/)
 
-.PHONY: all install uninstall man check-man check wheel sdist deb clean
+.PHONY: all install uninstall man check-man check xen-test wheel sdist deb clean
 
 all: check-man
 
@@ -68,6 +71,12 @@ check-man:
 
 check:
 	$(PYTHON) -m pytest
+
+# Boots Xen in QEMU once and runs every chosen scenario in it: ci (default),
+# all, or names separated by commas (tests/xen/realxen/scenarios.py).
+XEN_SCENARIOS ?= ci
+xen-test:
+	XENPVNETBOOT_XEN_TEST=1 XEN_SCENARIOS="$(XEN_SCENARIOS)" $(PYTHON) -m pytest -rs tests/xen
 
 wheel:
 	$(PYTHON) -m pip wheel --no-deps --wheel-dir dist .

@@ -271,5 +271,5 @@ def test_nginx_empty_tree_in_one_batch(nginx):
     with pytest.raises(BootError, match="no kernel found: "):
         choose(nginx.url("empty") + "/", LayoutTree("empty", {}, []))
     asked = nginx.requests()[before:]
-    assert len(asked) < 30, asked  # 50 before
+    assert len(asked) <= 32, asked  # 50 before (30, and NetBSD's binary/, amd64/)
     assert len({uri for _, uri, _ in asked}) == len(asked)

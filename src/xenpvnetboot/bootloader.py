@@ -47,8 +47,10 @@ class Deadlines:
 
     @classmethod
     def for_request(cls, request: Request, now: Optional[float] = None) -> "Deadlines":
-        """With --runas, libxl kills the bootloader after LIBXL_BOOTLOADER_TIMEOUT s."""
-        now = time.monotonic() if now is None else now
+        """With --runas, libxl kills the bootloader after LIBXL_BOOTLOADER_TIMEOUT s,
+        counted from when it started the process: the seconds the interpreter
+        took to start (several under emulation) are already gone."""
+        now = (time.monotonic() if now is None else now) - process_age()
         limit = None
         if request.runas is not None:
             try:
@@ -60,6 +62,19 @@ class Deadlines:
             return cls(retry=None, kill=now + bound)
         return cls(retry=now + max(limit - DEADLINE_MARGIN, limit / 2),
                    kill=now + max(limit - KILL_MARGIN, limit * 0.9))
+
+
+def process_age() -> float:
+    """Seconds since this process was started (by libxl's fork and exec); 0 if unknown."""
+    try:
+        with open("/proc/self/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+        with open("/proc/uptime", "rb") as handle:
+            uptime = float(handle.read().split()[0])
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return max(0.0, uptime - started)
 
 
 def transport_options(request: Request, ui: UI, deadline: Optional[float]) -> TransportOptions:

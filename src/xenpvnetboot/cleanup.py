@@ -64,7 +64,10 @@ class Cleanup:
             except FileNotFoundError:
                 pass
             except OSError as exc:
-                print(f"xenpvnetboot: warning: cannot remove {path}: {exc}", file=sys.stderr)
+                from .reporting import line_end
+
+                sys.stderr.write(f"xenpvnetboot: warning: cannot remove {path}: {exc}"
+                                 f"{line_end(sys.stderr)}")
             self.files.remove(path)
         if self.dirs:
             import shutil
@@ -81,9 +84,11 @@ CLEANUP = Cleanup()
 def _on_signal(signum: int, frame: object) -> None:
     CLEANUP.run()
     try:
+        from .reporting import line_end
+
         sys.stderr.write(
             f"xenpvnetboot: error: interrupted by {signal.Signals(signum).name}; "
-            "removed the partial files\n"
+            f"removed the partial files{line_end(sys.stderr)}"
         )
         sys.stderr.flush()
     finally:

@@ -23,6 +23,7 @@ from .layouts.installargs import merge as merge_install_args
 from .location import open_location
 from .request import Request
 from .transports import TransportOptions, Tree
+from .transports.memo import MemoTree
 from .ui import UI
 
 if TYPE_CHECKING:
@@ -89,8 +90,6 @@ def choose(request: Request, options: TransportOptions, ui: UI, trees: contextli
 def _remembering(tree: Tree, request: Request) -> Tree:
     """The location, keeping every answer; the boot menu's files asked with the
     layout search's first batch, so that the menu costs no round trip of its own."""
-    from .transports.memo import MemoTree
-
     if not request.menu_args or request.kernel is not None:
         return MemoTree(tree)
     from .menuboot import remembering

@@ -25,6 +25,7 @@ from .errors import BootError, NotFound
 from .layouts.model import FileRef, Selection
 from .location import Kind, Location
 from .transports import Tree
+from .transports.memo import MemoTree
 
 Say = Callable[[str], None]
 
@@ -64,8 +65,6 @@ def remembering(tree: Tree, location: Optional[Location], mac: Optional[str],
                 ip: Optional[object], arches: Tuple[str, ...]) -> Tree:
     """*tree*, keeping its answers, with the likely menu files read (and the menus'
     directories asked) in the layout search's first batch."""
-    from .transports.memo import MemoTree
-
     return MemoTree(tree, likely_menus(tree, location, mac, ip, arches), MENU_DIRECTORIES)
 
 

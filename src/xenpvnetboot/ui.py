@@ -5,6 +5,11 @@ libxl hands the bootloader a pty whose output goes to ``xl create -c`` and to
 that log with thousands of redraws, so an updating line is used only on a real
 interactive terminal; elsewhere progress is a plain line every few seconds or
 every 10 %.
+
+libxl also puts that pty in raw mode (no output processing), where a bare LF
+moves down without returning the carriage and lines staircase across
+``xl console``; so every line ends in CR LF whenever the stream is a terminal
+without output processing (see :func:`line_end`), and in LF elsewhere.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import sys
 import time
 from typing import Optional, TextIO
 
+from .reporting import line_end
 from .transports.base import Sink
 
 LINE_INTERVAL = 5.0  # seconds between progress lines in a log
@@ -61,7 +67,8 @@ class UI:
             self._emit(f"warning: {message}")
 
     def _emit(self, message: str) -> None:
-        self.stream.write(message + "\n")
+        end = line_end(self.stream)
+        self.stream.write(message.replace("\n", end) + end)
         self.stream.flush()
 
     def progress(self, label: str) -> Optional["Progress"]:

@@ -15,7 +15,7 @@ import posixpath
 import re
 from typing import Dict, Hashable, Iterator, List, Optional, Set
 
-from ..errors import BootError, Interrupted, NotFound, TransientError
+from ..errors import BootError, Interrupted, NotFound
 from ..layouts.text import looks_like_html
 from ..transports import Tree
 from ..transports.base import clean_path
@@ -121,9 +121,9 @@ class Reader:
             data = self.tree.read_bytes(path, limit)
         except NotFound:
             return None
-        except (Interrupted, TransientError):
+        except Interrupted:
             raise
-        except BootError as exc:
+        except BootError as exc:  # TransientError too: the menu is optional, the boot goes on
             raise MenuError(self._why_unreadable(path, exc)) from None
         text = decode(data, self.url(path))
         if looks_like_html(text):
