@@ -266,7 +266,7 @@ def test_environment_and_files(page_text):
 def test_troubleshooting_names_the_programs_messages(page_text):
     section = page_text.split("\nTROUBLESHOOTING\n", 1)[1].split("\nEXAMPLES\n", 1)[0]
     sources = "".join(read(os.path.join(ROOT, "src", "xenpvnetboot", *path)) for path in (
-        ("boot.py",), ("layouts", "detect.py"), ("transports", "curl.py")))
+        ("boot.py",), ("layouts", "detect.py"), ("transports", "curl", "transfer.py")))
     for quoted, in_source in (("are free", "are free; choose another place with --output-directory"),
                               ("no kernel found:", "no kernel found: "),
                               ("TLS certificate verification failed", "TLS certificate verification failed")):
