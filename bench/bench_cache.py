@@ -10,7 +10,8 @@ and boots it as libxl would with ``--cache-dir`` in a temporary directory:
    them ``xenpvnetboot --version``, the process start-up that bounds how fast
    any boot can be.  Reports the second/first ratio and the body bytes nginx
    sent during each second boot: of the kernel and ramdisk (the target is 0:
-   revalidation only) and in all (the layout search's 404 pages included).
+   revalidation only) and in all (the layout search's 404 pages included),
+   and the second boot against one ``curl`` fetching both files.
 2. one boot against --concurrent (default 20) boots started together, both
    from an empty cache, alternating; counts the GETs of each file in the log
    (the target is one each) and the CPU time of all the processes, which on
@@ -36,9 +37,9 @@ import time
 from typing import Callable, Dict, List, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (BENCH_ENV, TREE_FILES, XENPVNETBOOT, Nginx, Request,  # noqa: E402
-                    alternate, boot_argv, clear_dir, debian_tree, median, ratio, report,
-                    result, time_command)
+from common import (BENCH_ENV, CURL, DEBIAN_TREE, TREE_FILES, XENPVNETBOOT,  # noqa: E402
+                    Nginx, Request, alternate, boot_argv, clear_dir, curl_argv, debian_tree,
+                    median, paired_ratio, prepared_cache, ratio, report, result, time_command)
 
 CHECKS = ("off", "warn")
 VERSION = "start-up floor: --version"
@@ -75,7 +76,7 @@ class Bench:
         root = os.path.join(work, "srv")
         debian_tree(root)
         self.out = os.path.join(work, "out")
-        self.cache = os.path.join(work, "cache")
+        self.cache = prepared_cache(os.path.join(work, "cache"))
         os.mkdir(self.out)
         self.server = Nginx(root, access_log=True, limit_rate=limit_rate)
         #: Requests of each measured run, by contender.
@@ -91,7 +92,7 @@ class Bench:
         """A contender: (empty cache,) run *action*, keep its requests and CPU time."""
         def run() -> float:
             if fresh:
-                shutil.rmtree(self.cache, ignore_errors=True)
+                prepared_cache(self.cache)
             mark = len(self.server.requests())
             cpu = children_cpu()
             elapsed = action()
@@ -109,9 +110,12 @@ class Bench:
 
 
 def first_second(bench: Bench, runs: int) -> None:
+    urls = [bench.server.url(f"{DEBIAN_TREE}/{name}") for name in TREE_FILES]
     contenders: Dict[str, Callable[[], float]] = {
         VERSION: bench.measured(VERSION, lambda: time_command(XENPVNETBOOT + ["--version"]),
                                 fresh=False),
+        CURL: bench.measured(CURL, lambda: time_command(curl_argv(urls, bench.out)),
+                             fresh=False),
     }
     for check in CHECKS:
         for which in ("first", "second"):
@@ -135,7 +139,10 @@ def first_second(bench: Bench, runs: int) -> None:
               f"{floor / median(times[first]):.1%} of the first boot, second boot beyond it "
               f"{beyond:.1%} of the first's; second boots (max): {max(files)} body bytes "
               f"of the two files, {max(sent)} in all (404 pages of the layout search)")
+        print(f"  --check={check}: second boot / curl's full fetch "
+              f"{paired_ratio(times, second, CURL):.2f}x (median of per-round ratios)")
         result(f"cache.{check}.second_vs_first", share)
+        result(f"cache.{check}.second_vs_curl", paired_ratio(times, second, CURL))
         result(f"cache.{check}.floor_vs_first", floor / median(times[first]))
         result(f"cache.{check}.second_file_bytes", max(files))
         result(f"cache.{check}.second_body_bytes", max(sent))

@@ -82,29 +82,51 @@ class Server(Protocol):
 
 
 class Request(NamedTuple):
-    """One line of the access log of an :class:`Nginx` started with ``access_log=True``."""
+    """One line of the access log of an :class:`Nginx` started with ``access_log=True``.
+
+    ``end`` (nginx's ``$msec``: when the response was sent, in seconds),
+    ``seconds`` (``$request_time``: from the request's first byte to then)
+    and ``connection`` (nginx's serial number of the connection) are only
+    known with ``timed=True``: otherwise 0.
+    """
 
     method: str
     uri: str
     status: int
     body_bytes: int
+    end: float = 0.0
+    seconds: float = 0.0
+    connection: int = 0
+
+    @property
+    def start(self) -> float:
+        """When nginx read the request's first byte (millisecond resolution)."""
+        return self.end - self.seconds
 
 
 class Nginx:
     """nginx serving *root* on a loopback port (Debian package nginx).
 
     With *access_log*, every request is logged as ``method uri status
-    $body_bytes_sent`` (read back with :meth:`requests`); *limit_rate* (nginx
-    syntax, e.g. ``12500k``) caps each connection's rate, to stand for a
-    slower network than loopback.
+    $body_bytes_sent`` (read back with :meth:`requests`), with *timed* also
+    ``$msec $request_time $connection``; *limit_rate* (nginx syntax, e.g.
+    ``12500k``) caps each connection's rate, to stand for a slower network
+    than loopback.  *host*/*port* choose another address, *prefix* runs nginx
+    through a command (``ip netns exec NS``) and *ready* replaces the wait
+    for its port on 127.0.0.1 (which another namespace cannot see).
     """
 
-    def __init__(self, root: str, access_log: bool = False, limit_rate: str = "") -> None:
+    def __init__(self, root: str, access_log: bool = False, limit_rate: str = "",
+                 host: str = "127.0.0.1", port: int = 0, prefix: Sequence[str] = (),
+                 timed: bool = False, ready: Optional[Callable[["Nginx"], None]] = None) -> None:
         self.dir = tempfile.mkdtemp(prefix="bench-nginx.")
-        self.port = free_port()
+        self.host = host
+        self.port = port or free_port()
         self.log = os.path.join(self.dir, "access.log")
         conf = os.path.join(self.dir, "nginx.conf")
-        logging = (f"log_format bench '$request_method $uri $status $body_bytes_sent'; "
+        fields = "$request_method $uri $status $body_bytes_sent"
+        fields += " $msec $request_time $connection" if timed else ""
+        logging = (f"log_format bench '{fields}'; "
                    f"access_log {self.log} bench;" if access_log else "access_log off;")
         rate = f" limit_rate {limit_rate};" if limit_rate else ""
         with open(conf, "w") as handle:
@@ -115,16 +137,19 @@ class Nginx:
                 "http { %s sendfile on; tcp_nopush on; keepalive_timeout 30;%s\n"
                 "  client_body_temp_path %s; proxy_temp_path %s; fastcgi_temp_path %s;\n"
                 "  uwsgi_temp_path %s; scgi_temp_path %s;\n"
-                "  server { listen 127.0.0.1:%d; root %s; disable_symlinks off; } }\n"
-                % ((self.dir,) * 2 + (logging, rate) + (self.dir,) * 5 + (self.port, root))
+                "  server { listen %s:%d; root %s; disable_symlinks off; } }\n"
+                % ((self.dir,) * 2 + (logging, rate) + (self.dir,) * 5 + (host, self.port, root))
             )
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-        self.proc = subprocess.Popen([nginx, "-c", conf, "-p", self.dir],
+        self.proc = subprocess.Popen([*prefix, nginx, "-c", conf, "-p", self.dir],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(self.port)
+        if ready is None:
+            wait_port(self.port)
+        else:
+            ready(self)
 
     def url(self, path: str = "") -> str:
-        return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}"
+        return f"http://{self.host}:{self.port}/{path.lstrip('/')}"
 
     def requests(self, since: int = 0, settle: float = 0.0) -> List[Request]:
         """Logged requests from number *since* on.
@@ -142,8 +167,9 @@ class Nginx:
             lines = again
         found = []
         for line in lines[since:]:
-            method, uri, status, sent = line.split()
-            found.append(Request(method, uri, int(status), int(sent)))
+            method, uri, status, sent, *timing = line.split()
+            extra = (float(timing[0]), float(timing[1]), int(timing[2])) if timing else ()
+            found.append(Request(method, uri, int(status), int(sent), *extra))
         return found
 
     def _log_lines(self) -> List[str]:
@@ -187,6 +213,59 @@ def time_and_rss(argv: Sequence[str]) -> Tuple[float, int]:
         return elapsed, parse_max_rss(report_file.read())
 
 
+def _hwm_kib(pid: int) -> int:
+    """The peak RSS so far (VmHWM, KiB) of a live process; 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _children(pid: int) -> List[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            return [int(word) for word in handle.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def time_and_tree_rss(argv: Sequence[str], interval: float = 0.005
+                      ) -> Tuple[float, int, Dict[str, int]]:
+    """Wall time, the peak RSS of the process tree and that of each of its processes.
+
+    The tree's figure is the kernel's (``ru_maxrss`` of wait4, the largest of
+    the process and its waited-for descendants: what GNU time prints).  The
+    per-process figures (KiB) sample each process's VmHWM every *interval*
+    seconds: ``parent`` for *argv*'s process, ``worker`` for the largest of
+    its descendants (our boot's worker).  A peak reached in a process's last
+    *interval* before it exits is missed by the sampling, not by the tree's.
+    """
+    peaks = {"parent": 0, "worker": 0}
+    start = time.perf_counter()
+    proc = subprocess.Popen(list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=BENCH_ENV)
+    while True:
+        waited, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if waited:
+            break
+        peaks["parent"] = max(peaks["parent"], _hwm_kib(proc.pid))
+        pending = _children(proc.pid)
+        while pending:
+            pid = pending.pop()
+            peaks["worker"] = max(peaks["worker"], _hwm_kib(pid))
+            pending += _children(pid)
+        time.sleep(interval)
+    elapsed = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, list(argv))
+    return elapsed, usage.ru_maxrss, peaks
+
+
 def clear_dir(path: str) -> None:
     for name in os.listdir(path):
         os.unlink(os.path.join(path, name))
@@ -196,19 +275,27 @@ class Command:
     """A contender for :func:`alternate`: runs *argv*, empties *out*, returns the wall time.
 
     With *rss* the command runs under GNU time and each run's peak RSS (KiB)
-    is kept in :attr:`peaks`.  *env* replaces BENCH_ENV (not with *rss*).
+    is kept in :attr:`peaks`; with *per_process* as well, without GNU time,
+    and each run's peaks per process go to :attr:`process_peaks` (see
+    :func:`time_and_tree_rss`).  *env* replaces BENCH_ENV (not with *rss*).
     """
 
     def __init__(self, argv: Sequence[str], out: Optional[str] = None, rss: bool = False,
-                 env: Optional[Dict[str, str]] = None) -> None:
+                 env: Optional[Dict[str, str]] = None, per_process: bool = False) -> None:
         self.argv = list(argv)
         self.out = out
         self.rss = rss
         self.env = env
+        self.per_process = per_process
         self.peaks: List[int] = []
+        self.process_peaks: List[Dict[str, int]] = []
 
     def __call__(self) -> float:
-        if self.rss:
+        if self.per_process:
+            elapsed, peak, each = time_and_tree_rss(self.argv)
+            self.peaks.append(peak)
+            self.process_peaks.append(each)
+        elif self.rss:
             elapsed, peak = time_and_rss(self.argv)
             self.peaks.append(peak)
         else:
@@ -275,7 +362,7 @@ def boot_vs_curl(base_url: str, work: str, runs: int, checks: Sequence[str] = CH
     for check in checks:
         contenders[f"--check={check}"] = Command(
             boot_argv(base_url, out, result_file, "--no-cache", f"--check={check}", *options),
-            out, rss)
+            out, rss, per_process=rss)
     try:
         times = alternate(contenders, runs)  # type: ignore[arg-type]
     finally:
@@ -287,6 +374,11 @@ def boot_vs_curl(base_url: str, work: str, runs: int, checks: Sequence[str] = CH
         for name, command in contenders.items():
             print(f"  {name:40s} peak RSS median {median(command.peaks) / 1024:6.1f} MiB "
                   f"(max {max(command.peaks) / 1024:.1f})")
+            for role in ("parent", "worker"):
+                if command.process_peaks:
+                    peaks = [each[role] for each in command.process_peaks]
+                    print(f"    {role:38s} peak RSS median {median(peaks) / 1024:6.1f} MiB "
+                          f"(max {max(peaks) / 1024:.1f}, sampled)")
     return times, contenders
 
 
@@ -351,6 +443,28 @@ def median(values: Sequence[float]) -> float:
 def ratio(times: Dict[str, List[float]], name: str, reference: str) -> float:
     """Median time of *name* over median time of *reference* (below 1: *name* is faster)."""
     return median(times[name]) / median(times[reference])
+
+
+def paired_ratio(times: Dict[str, List[float]], name: str, reference: str) -> float:
+    """Median of the per-round ratios *name* / *reference* of :func:`alternate`'s times.
+
+    Both ran in the same round, one just after the other, so a slow moment
+    of a busy machine weighs on both sides of each ratio.
+    """
+    return median([mine / theirs for mine, theirs in zip(times[name], times[reference])])
+
+
+def prepared_cache(path: str, size: int = 4 << 30) -> str:
+    """*path* made (again) a cache directory the way an administrator prepares one.
+
+    A boot uses only such a directory (see xenpvnetboot.cachedir): an
+    emptied or new one must be prepared before it caches anything.
+    """
+    from xenpvnetboot.cachedir import init_cache
+
+    shutil.rmtree(path, ignore_errors=True)
+    init_cache(path, size)
+    return path
 
 
 def floor_ratio(times: Dict[str, List[float]]) -> float:

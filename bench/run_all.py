@@ -44,7 +44,11 @@ TARGETS = [
     Target("ftp.off.ratio_curl", "FTP 48 MB, --check=off: time / curl", "<=", 1.2),
     Target("big.warn.ratio_curl", "HTTP 8 MB + 1 GiB, --check=warn: time / curl", "<=", 1.0),
     Target("big.off.ratio_curl", "HTTP 8 MB + 1 GiB, --check=off: time / curl", "<=", 1.0),
-    Target("big.warn.rss_mib", "peak RSS MiB, 1 GiB, --check=warn (40 MB)", "<=", RSS_LIMIT_MIB),
+    Target("link.default_vs_off", "link 1 Gbit/s: default / --check=off", "<=", 1.05),
+    Target("link.off.ratio_curl", "link 1 Gbit/s: --check=off / curl", "<=", 1.10),
+    Target("link.cached.ratio_curl", "link: cached boot, default check / curl's fetch", "<=", 0.25),
+    Target("link.rtt_before_body.off", "link: round trips before the first body byte", "<=", 2),
+    Target("big.warn.rss_mib", "peak RSS MiB, 1 GiB, --check=warn (64 MB)", "<=", 64e6 / 2**20),
     Target("big.off.rss_mib", "peak RSS MiB, 1 GiB, --check=off (40 MB)", "<=", RSS_LIMIT_MIB),
     Target("tftp.speedup_vs_tftp_hpa", "TFTP: tftp-hpa time / ours (x faster)", ">=", 10.0),
     Target("tftp.65464.ratio_curl", "TFTP blksize 65464: time / curl", "<=", 1.0),
@@ -79,6 +83,7 @@ SCRIPTS: List[Tuple[str, str, List[str]]] = [
     ("bootcheck", "bench_bootcheck.py", []),
     ("startup", "bench_startup.py", []),
     ("cache", "bench_cache.py", []),
+    ("link", "bench_link.py", []),
 ]
 #: The start-up target is about the median of 20 runs.
 MIN_RUNS = {"startup": 20}

@@ -35,7 +35,7 @@ def bench_modules():
 
 def test_every_script_is_covered():
     for name in ("bench_http.py", "bench_ftp.py", "bench_big.py", "bench_startup.py",
-                 "bench_cache.py", "run_all.py"):
+                 "bench_cache.py", "bench_link.py", "run_all.py"):
         assert name in SCRIPTS
 
 

@@ -133,8 +133,21 @@ def test_https_with_private_ca(https_server, ca_file, workdir):
     assert run.status == 0 and "Traceback" not in run.console, run.console
 
 
-def test_ftp_with_login(ftp_server, workdir):
-    run = run_bootloader([f"--location={ftp_server.url('OL6', auth=True)}"], workdir, runas=UID)
+@pytest.fixture
+def own_ftp_server(sample_root):
+    """An FTP server of this test's own: the suite's shared one has served many
+    boots that were killed half-way, whose sessions it still holds."""
+    pytest.importorskip("pyftpdlib")
+    from support.ftp_server import TestFTPServer
+
+    server = TestFTPServer(sample_root).start()
+    yield server
+    server.stop()
+
+
+def test_ftp_with_login(own_ftp_server, workdir):
+    run = run_bootloader([f"--location={own_ftp_server.url('OL6', auth=True)}"], workdir,
+                         runas=UID)
     assert run.status == 0 and "Traceback" not in run.console, run.console
 
 

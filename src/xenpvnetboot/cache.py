@@ -45,8 +45,10 @@ STALL_SECONDS = 5.0
 PROGRESS_BYTES = 64 << 10
 #: Temporary files older than this were left by a boot that was killed.
 STALE_TEMPORARY = 3600.0
-#: Largest description file read.
+#: Largest description file read (and largest record of check reports).
 MAX_META = 64 << 10
+#: Suffix of an entry's record of the ``--check`` reports of its bytes.
+VERDICTS = ".check"
 _POLL = 0.05
 _OPEN = os.O_CLOEXEC | os.O_NOFOLLOW
 
@@ -61,7 +63,8 @@ def trust_of(scheme: str, insecure: bool, ca_data: Optional[bytes]) -> Optional[
 
 
 class Entry:
-    """One cached file: ``<key>.data`` and its description ``<key>.json``."""
+    """One cached file: ``<key>.data``, its description ``<key>.json`` and the
+    reports of the boot check on its bytes, ``<key>.check`` (see :meth:`verdict`)."""
 
     def __init__(self, cache: "Cache", url: str, trust: str) -> None:
         self.cache = cache
@@ -70,6 +73,7 @@ class Entry:
         self.key = hashlib.sha256(f"{trust}\0{url}".encode()).hexdigest()
         self.data = self.key + ".data"
         self.meta_name = self.key + ".json"
+        self.verdicts_name = self.key + VERDICTS
         self._lock_fd: Optional[int] = None
         self._touched = 0
 
@@ -116,19 +120,68 @@ class Entry:
     # -- reading ---------------------------------------------------------------
 
     def meta(self) -> Optional[dict]:
+        return self._read_json(self.meta_name)
+
+    def _read_json(self, name: str) -> Optional[dict]:
+        """The JSON object in the cache's own file *name*, or None."""
         try:
-            fd = os.open(self.meta_name, os.O_RDONLY | _OPEN, dir_fd=self._dir)
+            fd = os.open(name, os.O_RDONLY | _OPEN, dir_fd=self._dir)
         except OSError:
             return None
         try:
             if not self.cache.dir.trusted_file(fd):
                 return None
-            meta = json.loads(os.read(fd, MAX_META).decode())
+            value = json.loads(os.read(fd, MAX_META).decode())
         except (OSError, ValueError, UnicodeDecodeError):
             return None
         finally:
             os.close(fd)
-        return meta if isinstance(meta, dict) else None
+        return value if isinstance(value, dict) else None
+
+    # -- the reports of the boot check -------------------------------------------
+    #
+    # The check's report on a file depends on its bytes alone, so it is kept
+    # keyed by their SHA-256 (computed while they streamed in, and kept in the
+    # description as ``content_sha256``) and by what the check read (*kind*:
+    # "kernel", "ramdisk-head", "ramdisk-full").  A record for other bytes
+    # than the entry's now is never used, whoever wrote it when; storing the
+    # entry anew, or removing it, removes its record.
+
+    def content_sha256(self, compute: bool = False) -> Optional[str]:
+        """The SHA-256 of the stored bytes: computed as they arrived, or the
+        checksum they were verified against.  An entry stored without either
+        has it computed now with *compute*, and kept (the caller holds the lock)."""
+        meta = self.meta()
+        if meta is None:
+            return None
+        for field in ("content_sha256", "sha256"):
+            if isinstance(meta.get(field), str):
+                return meta[field]
+        if not compute:
+            return None
+        meta["content_sha256"] = digest = self._data_sha256()
+        self.cache.dir.write_new(self._dir, self.meta_name, json.dumps(meta).encode())
+        return digest
+
+    def verdict(self, kind: str, content_sha256: Optional[str]) -> Optional[object]:
+        """The report of *kind* kept for bytes of digest *content_sha256* (the entry's), if any."""
+        record = self._read_json(self.verdicts_name) if content_sha256 else None
+        if record is None or record.get("content_sha256") != content_sha256:
+            return None
+        reports = record.get("reports")
+        return reports.get(kind) if isinstance(reports, dict) else None
+
+    def keep_verdict(self, kind: str, content_sha256: str, report: object) -> None:
+        """Record *report* (a JSON value) of *kind* for the bytes of digest *content_sha256*."""
+        record = self._read_json(self.verdicts_name)
+        reports = {}
+        if record is not None and record.get("content_sha256") == content_sha256 \
+                and isinstance(record.get("reports"), dict):
+            reports = record["reports"]
+        reports[kind] = report
+        data = json.dumps({"content_sha256": content_sha256, "reports": reports}).encode()
+        if len(data) <= MAX_META:
+            self.cache.dir.write_new(self._dir, self.verdicts_name, data)
 
     def valid_for(self, info: FileInfo, sha256: Optional[str]) -> bool:
         """True when the stored file is complete and still what the server has."""
@@ -149,7 +202,7 @@ class Entry:
                 return False
         elif info.mtime is None or info.mtime != meta.get("mtime"):
             return False
-        if sha256 and meta.get("sha256") != sha256:
+        if sha256 and sha256 not in (meta.get("sha256"), meta.get("content_sha256")):
             return self._data_sha256() == sha256
         return True
 
@@ -181,10 +234,14 @@ class Entry:
 
     # -- writing ---------------------------------------------------------------
 
-    def store(self, path: str, info: FileInfo, sha256: Optional[str]) -> None:
-        """Keep the complete downloaded file at *path* as this entry's data."""
+    def store(self, path: str, info: FileInfo, sha256: Optional[str],
+              content_sha256: Optional[str] = None) -> None:
+        """Keep the complete downloaded file at *path* as this entry's data.
+
+        *content_sha256* is the digest of its bytes when it was computed.
+        """
         directory = self._dir
-        for stale in (self.meta_name, self.data):
+        for stale in (self.meta_name, self.verdicts_name, self.data):
             try:
                 os.unlink(stale, dir_fd=directory)
             except FileNotFoundError:
@@ -203,7 +260,8 @@ class Entry:
         os.replace(tmp, self.data, src_dir_fd=directory, dst_dir_fd=directory)
         size = os.stat(self.data, dir_fd=directory, follow_symlinks=False).st_size
         meta = {"url": self.url, "trust": self.trust, "size": size, "mtime": info.mtime,
-                "etag": info.etag, "sha256": sha256, "stored": time.time()}
+                "etag": info.etag, "sha256": sha256, "content_sha256": content_sha256,
+                "stored": time.time()}
         self.cache.dir.write_new(directory, self.meta_name, json.dumps(meta).encode())
 
 
@@ -245,6 +303,9 @@ class Cache:
                 continue
             if name.endswith(".tmp") and now - st.st_mtime > STALE_TEMPORARY:
                 _unlink(sub, name)
+            elif name.endswith(VERDICTS) and now - st.st_mtime > STALE_TEMPORARY \
+                    and not _exists(sub, name[:-len(VERDICTS)] + ".json"):
+                _unlink(sub, name)  # the record of an entry removed meanwhile
             elif name.endswith(".json"):
                 try:
                     size = os.stat(name[:-5] + ".data", dir_fd=sub, follow_symlinks=False).st_size
@@ -277,6 +338,14 @@ def _copy(source: int, name: str, directory: Optional[int]) -> None:
         os.close(target)
 
 
+def _exists(directory: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=directory, follow_symlinks=False)
+    except OSError:
+        return False
+    return True
+
+
 def _unlink(directory: int, name: str) -> None:
     try:
         os.unlink(name, dir_fd=directory)
@@ -293,7 +362,7 @@ def _remove_entry(directory: int, base: str) -> bool:
         os.close(fd)
         return False
     try:
-        for suffix in (".json", ".data"):
+        for suffix in (".json", VERDICTS, ".data"):
             _unlink(directory, base + suffix)
     finally:
         os.close(fd)

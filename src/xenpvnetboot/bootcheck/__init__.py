@@ -82,7 +82,8 @@ def check_boot_files(kernel: Union[str, int], ramdisk: Union[str, int, None] = N
                      policy: str = "warn", arch: Optional[str] = None,
                      kernel_name: Optional[str] = None, ramdisk_name: Optional[str] = None,
                      *, verify_ramdisk: bool = True,
-                     kernel_report: Optional[KernelReport] = None) -> CheckResult:
+                     kernel_report: Optional[KernelReport] = None,
+                     ramdisk_report: Optional[RamdiskReport] = None) -> CheckResult:
     """Inspect *kernel* (and *ramdisk*) for a *guest_type* guest under *policy*.
 
     *arch* is the guest's architecture; when None, only a kernel for another
@@ -90,8 +91,9 @@ def check_boot_files(kernel: Union[str, int], ramdisk: Union[str, int, None] = N
     shown in messages instead of the paths (give the URLs).  With
     *verify_ramdisk* false only the start of a compressed ramdisk is read
     (milliseconds instead of decompressing it all, but blind to a file cut
-    short).  *kernel_report* is the kernel's report if it was inspected
-    already.  Raises only ValueError, for a policy, guest type or arch that
+    short).  *kernel_report* and *ramdisk_report* are the files' reports if
+    they were inspected already (while they arrived, or by an earlier boot of
+    the same bytes).  Raises only ValueError, for a policy, guest type or arch that
     does not exist; whatever the files hold is reported, never raised.
     """
     if policy not in POLICIES:
@@ -102,11 +104,12 @@ def check_boot_files(kernel: Union[str, int], ramdisk: Union[str, int, None] = N
     result = CheckResult(policy=policy, guest_type=guest_type)
     if policy == "off":
         return result
-    early = kernel_report  # inspected already, while the ramdisk was still arriving
+    early, known = kernel_report, ramdisk_report
     kernel_report, ramdisk_report = _run_pair(
         lambda: early if early is not None else inspect_kernel(kernel, kernel_name),
-        None if ramdisk is None else lambda: inspect_ramdisk(ramdisk, ramdisk_name,
-                                                             verify_ramdisk))
+        None if ramdisk is None else
+        lambda: known if known is not None else inspect_ramdisk(ramdisk, ramdisk_name,
+                                                                verify_ramdisk))
     assert kernel_report is not None  # inspect_kernel always answers
     result.kernel, result.ramdisk = kernel_report, ramdisk_report
     result.problems = kernel_problems(kernel_report, guest_type, wanted)

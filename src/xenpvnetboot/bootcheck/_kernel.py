@@ -8,7 +8,7 @@ is named here first, with the reason.
 from __future__ import annotations
 
 import struct
-from typing import BinaryIO, Callable, Optional, Union
+from typing import BinaryIO, Callable, Optional, Tuple, Union
 
 from . import _elf
 from ._elf import ElfError, ElfTooLarge, FileSource, StreamSource
@@ -31,10 +31,12 @@ BANNER_SCAN = 64 << 20
 _BANNER = b"Linux version "
 
 
-def inspect_kernel(path: Union[str, int], name: Optional[str] = None) -> KernelReport:
-    """Facts about the kernel at *path*; never raises for what the file holds."""
+def inspect_kernel(path: Union[str, int], name: Optional[str] = None,
+                   opened: Optional[Tuple[BinaryIO, int]] = None) -> KernelReport:
+    """Facts about the kernel at *path* (or in the file and size *opened*);
+    never raises for what the file holds."""
     report = KernelReport(path=path, name=name or str(path))
-    report.examine(lambda fileobj: _dispatch(fileobj, fileobj.read(HEAD_SIZE), report))
+    report.examine(lambda fileobj: _dispatch(fileobj, fileobj.read(HEAD_SIZE), report), opened)
     return report
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import BinaryIO, Callable, Optional, Union
+from typing import BinaryIO, Callable, Optional, Tuple, Union
 
 from ._formats import (CPIO_NEWC, CPIO_ODC, HEAD_SIZE, clean, compression_of,
                        describe_other, filesystem_image, hex_start)
@@ -56,14 +56,16 @@ class CpioError(Exception):
 
 
 def inspect_ramdisk(path: Union[str, int], name: Optional[str] = None,
-                    verify: bool = True) -> RamdiskReport:
-    """Facts about the ramdisk at *path*; never raises for what the file holds.
+                    verify: bool = True,
+                    opened: Optional[Tuple[BinaryIO, int]] = None) -> RamdiskReport:
+    """Facts about the ramdisk at *path* (or in the file and size *opened*);
+    never raises for what the file holds.
 
     With *verify* false only the start of each compressed member is looked
     at, which is instant but cannot see a file cut short.
     """
     report = RamdiskReport(path=path, name=name or str(path))
-    report.examine(lambda fileobj: _walk_file(fileobj, report, verify))
+    report.examine(lambda fileobj: _walk_file(fileobj, report, verify), opened)
     report.verified = bool(report.members) and not report.faults and not report.not_checked
     return report
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import BinaryIO, Callable, Dict, List, Optional, Union
+from typing import BinaryIO, Callable, Dict, List, Optional, Tuple, Union
 
 from ._streams import MissingModule, OutOfWork, StreamError, TooLarge, TruncatedStream
 
@@ -26,17 +26,28 @@ class FileReport:
     not_checked: Optional[str] = None
     faults: List[str] = field(default_factory=list)
 
-    def examine(self, look: Callable[[BinaryIO], None]) -> None:
-        """Open the file, note its size and let *look* read it unless it is empty."""
+    def examine(self, look: Callable[[BinaryIO], None],
+                opened: Optional[Tuple[BinaryIO, int]] = None) -> None:
+        """Open the file, note its size and let *look* read it unless it is empty.
+
+        *opened* is a file already open and its size (one still arriving,
+        whose size is the announced one), read instead of :attr:`path`.
+        """
         try:
+            if opened is not None:
+                self._look(opened[0], opened[1], look)
+                return
             with _open(self.path) as fileobj:
-                self.size = os.fstat(fileobj.fileno()).st_size
-                if self.size == 0:
-                    self.faults.append("is empty")
-                else:
-                    look(fileobj)
+                self._look(fileobj, os.fstat(fileobj.fileno()).st_size, look)
         except OSError as exc:
             self.faults.append(f"cannot be read ({exc.strerror or exc})")
+
+    def _look(self, fileobj: BinaryIO, size: int, look: Callable[[BinaryIO], None]) -> None:
+        self.size = size
+        if size == 0:
+            self.faults.append("is empty")
+        else:
+            look(fileobj)
 
     def stream_trouble(self, exc: StreamError, offset: Optional[int] = None) -> None:
         """Record a decompression failure: a fault, or a note when we could not look."""

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit
 from typing import (TYPE_CHECKING, BinaryIO, Callable, Dict, FrozenSet, Iterable, Mapping, Optional,
-                    Sequence, Tuple, Union)
+                    Protocol, Sequence, Tuple, Union)
 
 from ..errors import BootError, Interrupted, TransientError, UsageError
 
@@ -136,6 +136,17 @@ def _free_space(fileobj: BinaryIO) -> Optional[int]:
     return st.f_bavail * st.f_frsize
 
 
+class SinkTap(Protocol):
+    """Follows a :class:`Sink`'s file while it is written (the ``--check``
+    inspection, which reads each file as it arrives)."""
+
+    def wrote(self, sink: "Sink") -> None:
+        """Bytes up to ``sink.written`` were accepted (they may still be buffered)."""
+
+    def rewound(self, sink: "Sink") -> None:
+        """The file was emptied to start over: what was read of it is void."""
+
+
 class Sink:
     """Where a transport writes the bytes of one file.
 
@@ -147,7 +158,9 @@ class Sink:
     callback wants) and keeps the reason in :attr:`error`, which the transport
     raises once it is back in control.  *data* may be a memoryview of a
     transport's receive buffer, valid only during the call: a sink that keeps
-    it must copy it.
+    it must copy it.  A *tap* is told of each accepted write and of a
+    rewind; with *digest* the SHA-256 of the bytes is computed even when none
+    is expected (:meth:`hexdigest`, for the cache).
     """
 
     def __init__(
@@ -158,9 +171,12 @@ class Sink:
         progress: Optional[Callable[["Sink"], None]] = None,
         sha256: Optional[str] = None,
         on_complete: Optional[Callable[["Sink"], None]] = None,
+        tap: Optional[SinkTap] = None,
+        digest: bool = False,
     ) -> None:
         self.fileobj = fileobj
         self.on_complete = on_complete
+        self.tap = tap
         self.name = name
         self.max_size = max_size
         self.progress = progress
@@ -169,7 +185,7 @@ class Sink:
         self.error: Optional[BootError] = None
         self._write = fileobj.write
         self.want_sha256 = sha256.lower() if sha256 else None
-        self._digest = _sha256() if sha256 else None
+        self._digest = _sha256() if sha256 or digest else None
 
     def expect(self, size: Optional[int]) -> None:
         """Record the announced size; refuse it at once if it is too large."""
@@ -215,6 +231,8 @@ class Sink:
             self._digest.update(data)
         if self.progress is not None:
             self.progress(self)
+        if self.tap is not None:
+            self.tap.wrote(self)
         if total == self.expected and self.on_complete is not None:
             on_complete, self.on_complete = self.on_complete, None
             on_complete(self)
@@ -222,7 +240,11 @@ class Sink:
 
     def digest_matches(self) -> bool:
         """Whether what was written so far has the SHA-256 asked for (or none was)."""
-        return self._digest is None or self._digest.hexdigest() == self.want_sha256
+        return self.want_sha256 is None or self.hexdigest() == self.want_sha256
+
+    def hexdigest(self) -> Optional[str]:
+        """The SHA-256 of what was written so far, if it is computed (see *digest*)."""
+        return self._digest.hexdigest() if self._digest is not None else None
 
     def rewind(self) -> None:
         """Forget what was written, to restart a transfer from its first byte."""
@@ -232,6 +254,8 @@ class Sink:
         self.error = None
         if self._digest is not None:
             self._digest = _sha256()
+        if self.tap is not None:
+            self.tap.rewound(self)
 
     def check_complete(self) -> None:
         """Raise if the transfer stopped early or a write was refused."""
@@ -242,8 +266,8 @@ class Sink:
                 f"{self.name}: transfer ended after {self.written} of "
                 f"{self.expected} bytes"
             )
-        if self._digest is not None:
-            got = self._digest.hexdigest()
+        if self.want_sha256 is not None:
+            got = self.hexdigest()
             if got != self.want_sha256:
                 raise BootError(
                     f"{self.name}: SHA-256 is {got}, expected {self.want_sha256}"
