@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import re
-import sys
 from typing import List, NoReturn, Optional, Sequence
 
 from . import __version__

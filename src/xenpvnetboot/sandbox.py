@@ -31,7 +31,7 @@ import os
 import pwd
 import resource
 import socket
-from typing import Any, Iterable, List, Tuple
+from typing import Any, List, Tuple
 
 from .errors import BootError
 

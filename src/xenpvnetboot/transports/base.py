@@ -16,23 +16,22 @@ from __future__ import annotations
 import abc
 import functools
 import io
-import os
 import posixpath
 import time
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit
-from typing import (TYPE_CHECKING, BinaryIO, Callable, Dict, FrozenSet, Iterable, Mapping, Optional,
-                    Protocol, Sequence, Tuple, Union)
+from typing import (TYPE_CHECKING, Callable, Dict, FrozenSet, Iterable, Mapping, Optional,
+                    Sequence, Tuple, Union)
 
-from ..errors import BootError, Interrupted, TransientError, UsageError
+from ..errors import BootError, Interrupted, UsageError
+# Re-exported: every layer reaches the transport interfaces through this module.
+from .sink import DEFAULT_MAX_SIZE, Sink, SinkTap  # noqa: F401
+from .sources import COPY_CHUNK, ByteSource, OwningSource, SourceFile  # noqa: F401
+
 
 if TYPE_CHECKING:
     from .peers import PeerPolicy
 
-#: Block size of :meth:`ByteSource.copy_range`'s default loop.
-COPY_CHUNK = 1 << 20
-#: Default bound on one fetched file (the ``--max-size`` option overrides it).
-DEFAULT_MAX_SIZE = 1 << 30
 #: Seconds without progress before a transfer is given up (``--timeout``).
 DEFAULT_TIMEOUT = 30.0
 #: Backoff between retries of a transient failure: 0.5 s, doubling, at most 5 s.
@@ -121,159 +120,6 @@ def clean_path(path: str) -> str:
     return "/".join(parts)
 
 
-def _sha256():  # type: ignore[no-untyped-def]
-    import hashlib  # only boots that check a digest pay for it
-
-    return hashlib.sha256()
-
-
-def _free_space(fileobj: BinaryIO) -> Optional[int]:
-    """Bytes an unprivileged writer may still use on the file's filesystem."""
-    try:
-        st = os.fstatvfs(fileobj.fileno())
-    except (AttributeError, OSError, io.UnsupportedOperation):
-        return None
-    return st.f_bavail * st.f_frsize
-
-
-class SinkTap(Protocol):
-    """Follows a :class:`Sink`'s file while it is written (the ``--check``
-    inspection, which reads each file as it arrives)."""
-
-    def wrote(self, sink: "Sink") -> None:
-        """Bytes up to ``sink.written`` were accepted (they may still be buffered)."""
-
-    def rewound(self, sink: "Sink") -> None:
-        """The file was emptied to start over: what was read of it is void."""
-
-
-class Sink:
-    """Where a transport writes the bytes of one file.
-
-    It counts and bounds what arrives (a server that sends more than the size
-    limit, or more than it announced, fails the transfer instead of filling the
-    disk) and reports progress.  Transports call :meth:`write` for each chunk
-    and :meth:`expect` as soon as they learn the announced size.  ``write``
-    never raises: it returns 0 to stop a transfer (what libcurl's write
-    callback wants) and keeps the reason in :attr:`error`, which the transport
-    raises once it is back in control.  *data* may be a memoryview of a
-    transport's receive buffer, valid only during the call: a sink that keeps
-    it must copy it.  A *tap* is told of each accepted write and of a
-    rewind; with *digest* the SHA-256 of the bytes is computed even when none
-    is expected (:meth:`hexdigest`, for the cache).
-    """
-
-    def __init__(
-        self,
-        fileobj: BinaryIO,
-        name: str,
-        max_size: int = DEFAULT_MAX_SIZE,
-        progress: Optional[Callable[["Sink"], None]] = None,
-        sha256: Optional[str] = None,
-        on_complete: Optional[Callable[["Sink"], None]] = None,
-        tap: Optional[SinkTap] = None,
-        digest: bool = False,
-    ) -> None:
-        self.fileobj = fileobj
-        self.on_complete = on_complete
-        self.tap = tap
-        self.name = name
-        self.max_size = max_size
-        self.progress = progress
-        self.written = 0
-        self.expected: Optional[int] = None
-        self.error: Optional[BootError] = None
-        self._write = fileobj.write
-        self.want_sha256 = sha256.lower() if sha256 else None
-        self._digest = _sha256() if sha256 or digest else None
-
-    def expect(self, size: Optional[int]) -> None:
-        """Record the announced size; refuse it at once if it is too large."""
-        if size is None or size < 0:
-            return
-        self.expected = size
-        if size > self.max_size:
-            self.fail(
-                f"{self.name}: file is {size} bytes, more than the limit of "
-                f"{self.max_size} bytes (--max-size)"
-            )
-            raise self.error  # type: ignore[misc]
-        free = _free_space(self.fileobj)
-        if free is not None and size - self.written > free:
-            self.fail(
-                f"{self.name}: needs {size} bytes but only {free} are free in the "
-                "output directory (choose a larger one with --output-directory)"
-            )
-            raise self.error  # type: ignore[misc]
-
-    def fail(self, message: str) -> int:
-        if self.error is None:
-            self.error = BootError(message)
-        return 0
-
-    def write(self, data: bytes) -> int:
-        n = len(data)
-        total = self.written + n
-        if total > self.max_size:
-            return self.fail(
-                f"{self.name}: more than {self.max_size} bytes received (--max-size)"
-            )
-        if self.expected is not None and total > self.expected:
-            return self.fail(
-                f"{self.name}: server sent more than the {self.expected} bytes it announced"
-            )
-        try:
-            self._write(data)
-        except OSError as exc:
-            return self.fail(f"{self.name}: cannot write output: {exc.strerror or exc}")
-        self.written = total
-        if self._digest is not None:
-            self._digest.update(data)
-        if self.progress is not None:
-            self.progress(self)
-        if self.tap is not None:
-            self.tap.wrote(self)
-        if total == self.expected and self.on_complete is not None:
-            on_complete, self.on_complete = self.on_complete, None
-            on_complete(self)
-        return n
-
-    def digest_matches(self) -> bool:
-        """Whether what was written so far has the SHA-256 asked for (or none was)."""
-        return self.want_sha256 is None or self.hexdigest() == self.want_sha256
-
-    def hexdigest(self) -> Optional[str]:
-        """The SHA-256 of what was written so far, if it is computed (see *digest*)."""
-        return self._digest.hexdigest() if self._digest is not None else None
-
-    def rewind(self) -> None:
-        """Forget what was written, to restart a transfer from its first byte."""
-        self.fileobj.seek(0)
-        self.fileobj.truncate()
-        self.written = 0
-        self.error = None
-        if self._digest is not None:
-            self._digest = _sha256()
-        if self.tap is not None:
-            self.tap.rewound(self)
-
-    def check_complete(self) -> None:
-        """Raise if the transfer stopped early or a write was refused."""
-        if self.error is not None:
-            raise self.error
-        if self.expected is not None and self.written != self.expected:
-            raise TransientError(
-                f"{self.name}: transfer ended after {self.written} of "
-                f"{self.expected} bytes"
-            )
-        if self.want_sha256 is not None:
-            got = self.hexdigest()
-            if got != self.want_sha256:
-                raise BootError(
-                    f"{self.name}: SHA-256 is {got}, expected {self.want_sha256}"
-                )
-
-
 #: One answer of :meth:`Tree.stat_many`: what a stat said, the bytes read, or
 #: why that path failed (:class:`NotFound` when it is not there).
 Answer = Union[FileInfo, bytes, BootError]
@@ -352,117 +198,6 @@ class Tree(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class ByteSource(abc.ABC):
-    """Random-access reads of one file (local file, block device, NFS, HTTP Range)."""
-
-    #: Shown in error messages.
-    name: str = "?"
-
-    @property
-    @abc.abstractmethod
-    def size(self) -> int:
-        """Total length in bytes."""
-
-    @abc.abstractmethod
-    def pread(self, offset: int, length: int) -> bytes:
-        """Up to *length* bytes at *offset*; shorter only at the end of the file."""
-
-    def close(self) -> None:
-        """Release the underlying handle."""
-
-    def copy_range(self, offset: int, length: int, sink: Sink) -> None:
-        """Write bytes ``[offset, offset + length)`` into *sink*.
-
-        Remote sources override it with one streamed request; this default
-        reads in 1 MiB blocks.  A source that ends early is an error (a
-        truncated image), never a short file.
-        """
-        end = offset + length
-        while offset < end:
-            data = self.pread(offset, min(COPY_CHUNK, end - offset))
-            if not data:
-                raise BootError(
-                    f"{self.name}: ends at byte {offset}, before the {end} needed "
-                    "(truncated image?)"
-                )
-            offset += len(data)
-            if sink.write(data) != len(data):
-                raise sink.error or BootError(f"{sink.name}: write refused")
-
-    def as_file(self) -> "SourceFile":
-        """A seekable read-only file object over this source (for pycdlib etc.)."""
-        return SourceFile(self)
-
-
-class OwningSource(ByteSource):
-    """A source that also closes the tree it came from (an image opened from a URL)."""
-
-    def __init__(self, source: ByteSource, owner: "Tree") -> None:
-        self._source = source
-        self._owner = owner
-        self.name = source.name
-
-    @property
-    def size(self) -> int:
-        return self._source.size
-
-    def pread(self, offset: int, length: int) -> bytes:
-        return self._source.pread(offset, length)
-
-    def copy_range(self, offset: int, length: int, sink: Sink) -> None:
-        self._source.copy_range(offset, length, sink)
-
-    def close(self) -> None:
-        try:
-            self._source.close()
-        finally:
-            self._owner.close()
-
-
-class SourceFile(io.RawIOBase):
-    """Adapts a :class:`ByteSource` to the read/seek/tell protocol of libraries."""
-
-    def __init__(self, source: ByteSource) -> None:
-        super().__init__()
-        self._source = source
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_SET:
-            pos = offset
-        elif whence == io.SEEK_CUR:
-            pos = self._pos + offset
-        elif whence == io.SEEK_END:
-            pos = self._source.size + offset
-        else:
-            raise ValueError(f"invalid whence {whence}")
-        if pos < 0:
-            raise ValueError("negative seek position")
-        self._pos = pos
-        return pos
-
-    def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            size = max(0, self._source.size - self._pos)
-        data = self._source.pread(self._pos, size)
-        self._pos += len(data)
-        return data
-
-    def readinto(self, buffer) -> int:  # type: ignore[override]
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
 
 def split_url(url: str) -> SplitResult:
