@@ -10,6 +10,7 @@ import time
 import pytest
 from support.http_server import TestHTTPServer
 from support.libxl import build_argv, run_bootloader
+from support.trees import pxeboot_tree
 
 KERNEL = b"cached kernel " * 1000
 INITRD = b"cached initrd " * 5000
@@ -17,11 +18,8 @@ INITRD = b"cached initrd " * 5000
 
 @pytest.fixture
 def tree(tmp_path):
-    root = tmp_path / "srv"
-    os.makedirs(root / "images/pxeboot")
-    (root / "images/pxeboot/vmlinuz").write_bytes(KERNEL)
-    (root / "images/pxeboot/initrd.img").write_bytes(INITRD)
-    return root
+    pxeboot_tree(str(tmp_path / "srv"), KERNEL, INITRD)
+    return tmp_path / "srv"
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import pytest
 from support.env import need_root
 from support.http_server import TestHTTPServer, _Handler
 from support.libxl import build_argv, run_bootloader
+from support.trees import pxeboot_tree
 
 from xenpvnetboot.cache import Entry, trust_of
 from xenpvnetboot.cachedir import SIGNATURE, CacheDirError, init_cache, open_cache_dir
@@ -34,11 +35,8 @@ def _root():
 
 @pytest.fixture
 def tree(tmp_path):
-    root = tmp_path / "srv"
-    os.makedirs(root / "images/pxeboot")
-    (root / "images/pxeboot/vmlinuz").write_bytes(KERNEL)
-    (root / "images/pxeboot/initrd.img").write_bytes(INITRD)
-    return root
+    pxeboot_tree(str(tmp_path / "srv"), KERNEL, INITRD)
+    return tmp_path / "srv"
 
 
 @pytest.fixture

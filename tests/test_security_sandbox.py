@@ -231,6 +231,20 @@ def _wait_for_worker(marker, parent):
     raise AssertionError("no worker process appeared")
 
 
+def _terminate_and_check_clean(proc, out, outdir):
+    """SIGTERM *proc*: it must exit 1 within a second and leave nothing behind."""
+    start = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=5)
+    took = time.monotonic() - start
+    output = proc.stdout.read().decode()
+    assert took < 1.0, took
+    assert proc.returncode == 1 and "interrupted by SIGTERM" in output
+    time.sleep(0.2)
+    assert _processes_with(outdir) == []
+    assert os.listdir(outdir) == [] and os.path.getsize(out) == 0
+
+
 @pytest.mark.parametrize("runas", [None, UID])
 def test_sigkill_of_the_parent_takes_the_worker_along(stalling_server, workdir, runas):
     proc, out, outdir = _start([f"--location={stalling_server.url()}", "--timeout=60"],
@@ -259,19 +273,10 @@ def test_sigterm_answered_at_once_whatever_the_worker_does(stalling_server, work
         time.sleep(0.3)
         for pid in workers:
             os.kill(pid, signal.SIGSTOP)
-        start = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=5)
-        took = time.monotonic() - start
-        output = proc.stdout.read().decode()
+        _terminate_and_check_clean(proc, out, outdir)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert took < 1.0, took
-    assert proc.returncode == 1 and "interrupted by SIGTERM" in output
-    time.sleep(0.2)
-    assert _processes_with(outdir) == []
-    assert os.listdir(outdir) == [] and os.path.getsize(out) == 0
 
 
 def test_deadline_stops_a_worker_that_never_finishes(stalling_server, workdir):
@@ -341,16 +346,7 @@ def test_sigterm_while_parsing_an_image(crowded_iso, workdir, after):
     try:
         time.sleep(after)
         assert proc.poll() is None, "the boot ended before the signal: the image is too small"
-        start = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=5)
-        took = time.monotonic() - start
-        output = proc.stdout.read().decode()
+        _terminate_and_check_clean(proc, out, outdir)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert took < 1.0, took
-    assert proc.returncode == 1 and "interrupted by SIGTERM" in output
-    time.sleep(0.2)
-    assert _processes_with(outdir) == []
-    assert os.listdir(outdir) == [] and os.path.getsize(out) == 0

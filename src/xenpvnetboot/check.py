@@ -44,16 +44,12 @@ PUBLISH_STEP = 1 << 20
 
 
 def preload() -> None:
-    import importlib
-
+    """Import the check and its decompressors now (see :mod:`xenpvnetboot.preloading`)."""
     from . import bootcheck  # noqa: F401
     from .bootcheck import _growing, _wire  # noqa: F401  (the live check, the kept reports)
+    from .preloading import import_optional
 
-    for name in OPTIONAL_MODULES:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            pass
+    import_optional(OPTIONAL_MODULES)
 
 
 class LiveInspection:

@@ -27,13 +27,6 @@ Refs = List[Tuple[str, FileRef]]
 Kept = Dict[str, Tuple["Entry", Optional[str]]]
 
 
-def selection_refs(selection: Selection) -> Refs:
-    refs: Refs = [("kernel", selection.kernel)]
-    if selection.ramdisk is not None:
-        refs.append(("ramdisk", selection.ramdisk))
-    return refs
-
-
 def download(
     selection: Selection,
     targets: Dict[str, Target],
@@ -50,7 +43,7 @@ def download(
     reads it; a cached copy is never changed.  The check's reports are kept
     with the cache entries, for the next boot of the same bytes.
     """
-    refs = selection_refs(selection)
+    refs = selection.refs()
     # A ramdisk made of several files (a boot menu's entry) is no one URL's bytes.
     cached = [(role, ref) for role, ref in refs if role != "ramdisk" or not selection.ramdisks]
     entries = _lock(cache, cached, options, ui) if cache is not None else {}
@@ -267,4 +260,4 @@ def _complete_entry(entries: Dict[str, "Entry"], role: str, target: Target, ref:
         kept[role] = (entry, digest)
 
 
-__all__ = ["download", "selection_refs"]
+__all__ = ["download"]

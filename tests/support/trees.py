@@ -51,3 +51,12 @@ def expected(rel: str) -> bytes:
 
 def all_contents() -> Dict[str, bytes]:
     return {rel: content(rel) for rel in FILES}
+
+
+def pxeboot_tree(root: str, kernel: bytes, initrd: bytes) -> str:
+    """A one-pair tree, ``images/pxeboot/{vmlinuz,initrd.img}``, below *root*."""
+    os.makedirs(os.path.join(root, "images/pxeboot"))
+    for name, data in (("vmlinuz", kernel), ("initrd.img", initrd)):
+        with open(os.path.join(root, "images/pxeboot", name), "wb") as handle:
+            handle.write(data)
+    return root

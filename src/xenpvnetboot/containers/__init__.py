@@ -77,13 +77,10 @@ _PRELOAD = (
 
 
 def preload() -> None:
-    import importlib
+    """Import the readers and the decompressors now (see :mod:`xenpvnetboot.preloading`)."""
+    from ..preloading import import_optional
 
-    for name in _PRELOAD:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            pass
+    import_optional(_PRELOAD)
 
 
 def take_image(source: ByteSource, options: TransportOptions) -> Tree:

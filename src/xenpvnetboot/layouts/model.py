@@ -8,7 +8,7 @@ three.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 from ..transports import FileInfo, Tree
 
@@ -53,6 +53,13 @@ class Selection:
     ramdisks: Tuple[FileRef, ...] = ()
     #: The arguments of the medium's boot-menu entry, filtered.
     menu_args: str = ""
+
+    def refs(self) -> List[Tuple[str, FileRef]]:
+        """The files to fetch, named as the output directory names them."""
+        refs = [("kernel", self.kernel)]
+        if self.ramdisk is not None:
+            refs.append(("ramdisk", self.ramdisk))
+        return refs
 
     @property
     def xen_specific(self) -> bool:

@@ -16,10 +16,11 @@ signature to follow, nor has anything else known today.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 from ..errors import BootError
-from ..layouts.model import FileRef, Selection
+from ..layouts.model import Selection
+from ..preloading import import_optional
 from ..transports import ByteSource, Tree
 from .keyrings import KeyringData, read_keyring_trees
 from .model import REQUIRE, FileVerdict, NoChain, Report, Verdict, same_for_all
@@ -28,13 +29,6 @@ from .origin import Origin
 TREEINFO = (".treeinfo", "treeinfo")
 NO_TREEINFO_SIGNATURE = (".treeinfo trees carry no signature: its checksums come from the same "
                          "server as the files and catch corruption, not a hostile mirror")
-
-
-def selection_refs(selection: Selection) -> List[Tuple[str, FileRef]]:
-    refs = [("kernel", selection.kernel)]
-    if selection.ramdisk is not None:
-        refs.append(("ramdisk", selection.ramdisk))
-    return refs
 
 
 def _has_treeinfo(tree: Tree) -> bool:
@@ -87,7 +81,7 @@ class Verifier:
         """
         from .debian import check_mirror
 
-        refs = selection_refs(selection)
+        refs = selection.refs()
         verdicts: Dict[str, FileVerdict] = {}
         for index, origin in enumerate(origins):
             group = [(role, ref) for role, ref in refs if ref.tree is origin.tree and role not in verdicts]
@@ -117,13 +111,7 @@ _PRELOAD = (
 
 def preload() -> None:
     """Import the library and the chains now (see :func:`xenpvnetboot.location.preload`)."""
-    import importlib
-
-    for name in _PRELOAD:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            pass
+    import_optional(_PRELOAD)
 
 
-__all__ = ["NO_TREEINFO_SIGNATURE", "Verifier", "preload", "selection_refs"]
+__all__ = ["NO_TREEINFO_SIGNATURE", "Verifier", "preload"]
