@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Dict, List, Optional, Tuple
 
 from ._formats import clean
-from ._streams import Decompressed, Reader, TooLarge, read_at
+from ._reader import Reader
+from ._streams import Decompressed, TooLarge, read_at
 
 # Xen ELF note types (xen/include/public/elfnote.h).
 XEN_ELFNOTE_ENTRY = 1

@@ -15,8 +15,8 @@ from ._elf import ElfError, ElfTooLarge, FileSource, StreamSource
 from ._formats import (ELF_MAGIC, HEAD_SIZE, clean, compression_of, describe_other,
                        hex_start, is_arm64_image, is_bzimage)
 from ._reports import KernelReport
-from ._streams import (GZIP, LZ4_FRAME, Decompressed, StreamError, open_decompressed,
-                       read_at, read_head)
+from ._reader import read_head
+from ._streams import GZIP, LZ4_FRAME, Decompressed, StreamError, open_decompressed, read_at
 
 #: Most bytes decompressed while looking for the Xen notes of one kernel,
 #: over every pass together (going back to an earlier offset means starting

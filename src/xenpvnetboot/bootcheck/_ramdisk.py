@@ -23,8 +23,9 @@ from typing import BinaryIO, Callable, Optional, Tuple, Union
 from ._formats import (CPIO_NEWC, CPIO_ODC, HEAD_SIZE, clean, compression_of,
                        describe_other, filesystem_image, hex_start)
 from ._reports import RamdiskMember, RamdiskReport
-from ._streams import (LZ4_FRAME, FileRegion, OutOfWork, Reader, StreamError, TooLarge,
-                       open_decompressed, read_at)
+from ._reader import Reader
+from ._streams import (LZ4_FRAME, FileRegion, OutOfWork, StreamError, TooLarge, open_decompressed,
+                       read_at)
 
 #: Most bytes decompressed from one ramdisk, all its members together; past
 #: this the rest is not checked.  Debian's installer initrd gives 131 MiB.
