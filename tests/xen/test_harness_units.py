@@ -7,14 +7,18 @@ for on a result made to lack it.
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
 from realxen import judge as judging
-from realxen.scenarios import (SCENARIOS, SCREENS, Expect, Scenario, cfg_items, cmdline_token,
-                               job_entry, render_cfg, select)
+from realxen.scenarios import (DATA, KEYRING, SCENARIOS, SCREENS, Expect, Scenario, cfg_items,
+                               cmdline_token, filled_expect, job_entry, render_cfg, select)
+
+DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
 
 HOSTS = {"http": "http://10.0.2.2:8080", "tftp": "tftp://10.0.2.2", "iso": "/iso/x.iso",
-         "bin": "/job/bin", "probe": "/job/out/probes", "user": "u", "nfs": "10.0.2.2:/srv"}
+         "bin": "/job/bin", "probe": "/job/out/probes", "user": "u", "nfs": "10.0.2.2:/srv",
+         "data": "/job/data", "signer": "ABCD 0123"}
 LOG_OK = b"Location http://x/\r\nFound Debian\r\n"
 
 
@@ -71,7 +75,24 @@ def test_every_scenario_renders():
         if scenario.must_report or scenario.expect.outcome != "boots":
             assert entry["wait_for"] == []
         else:
-            assert entry["wait_for"] == list(SCREENS[scenario.expect.screen])
+            screen = [[text] for text in SCREENS[scenario.expect.screen]]
+            assert entry["wait_for"][:len(screen)] == screen
+        assert all(text in entry["stop_on"] for text in scenario.expect.never)
+        assert "{" not in repr(filled_expect(scenario, HOSTS)), scenario.name
+
+
+def test_awaited_texts_and_alternatives_go_to_dom0_in_order():
+    scenario = Scenario("p", {}, Expect(shows=(("Ja", "Yes"), "Done"), never=("No",)))
+    entry = job_entry(scenario, HOSTS)
+    assert entry["wait_for"] == [["Linux version 6.1"], ["Run /init as init process"],
+                                 ["Ja", "Yes"], ["Done"]]
+    assert entry["stop_on"][-1] == "No"
+
+
+def test_the_test_data_a_scenario_names_exists():
+    assert all(os.path.isfile(os.path.join(DATA_DIR, source)) for source in DATA.values())
+    used = {arg for s in SCENARIOS for arg in s.cfg.get("bootloader_args", ()) if "{data}" in arg}
+    assert used and all(arg.rsplit("/", 1)[1] in set(DATA) | {KEYRING} for arg in used)
 
 
 def test_good_boot_passes():
@@ -138,8 +159,82 @@ def test_runas_needs_a_process_of_that_uid_under_the_root_one():
     assert any("not a child" in p for p in judging.judge("g", expect, orphan, {"bl": 999}))
 
 
+# -- console texts, command lines and the bootloader log -----------------------------
+
+GERMAN = ("Netzwerk einrichten", "Netzwerk-Hardware erkennen")
+PRESEEDED = Expect(shows=(GERMAN,), never=("Choose language", "Language:"))
+
+
+def test_console_text_is_found_through_terminal_escapes():
+    result = booted(screen="kernel")
+    result["console"] += "\x1b[5;3H\x1b(0\x1b[30m\x1b[47mlqq\x1b(B [?] Netzwerk-Hardware \x1b[1merkennen"
+    assert judging.judge("g", PRESEEDED, result) == []
+
+
+@pytest.mark.parametrize("tail, problem", [
+    ("\x1b[31m[!!] Choose language\x1b[0m", "shows 'Choose language'"),
+    ("Netzwerk einrichten\nLanguage: ", "shows 'Language:'"),
+    ("Select a language", "lacks ['Netzwerk einrichten or Netzwerk-Hardware erkennen']"),
+])
+def test_console_texts_that_must_not_or_must_appear_are_reported(tail, problem):
+    result = booted(screen="kernel")
+    result["console"] += "\n" + tail
+    problems = judging.judge("g", PRESEEDED, result)
+    assert any(problem in p for p in problems), problems
+
+
+MENU = Expect(screen="created", cmdline_has=("---", "quiet"), cmdline_lacks=("vga=",))
+
+
+def builder_log(cmdline: str) -> str:
+    return (f'domainbuilder: detail: xc_dom_allocate: cmdline="{cmdline}", features=""\n'
+            f"libxl: debug: x: Domain 3:{judging.LIBXL_SUCCESS}\n")
+
+
+def test_command_line_is_read_from_the_domain_builder_and_the_guest():
+    cmdline = f"--- quiet console=hvc0 {cmdline_token('g')}"
+    result = booted(xl_log=builder_log(cmdline), console=f"Linux\nKernel command line: {cmdline}\r\n")
+    assert judging.judge("g", MENU, result) == []
+    assert judging.guest_cmdlines(result) == [cmdline, cmdline]
+    result["console"] = f"Kernel command line: console=hvc0 {cmdline_token('g')}\n"
+    problems = judging.judge("g", MENU, result)
+    assert problems == [f"kernel command line 'console=hvc0 {cmdline_token('g')}' lacks ['---', 'quiet']"]
+
+
+@pytest.mark.parametrize("cmdline, problem", [
+    ("--- console=hvc0", "lacks ['quiet']"),
+    ("vga=788 --- quiet console=hvc0", "has ['vga=788']"),
+    ("--- quietly", "lacks ['quiet']"),
+])
+def test_command_line_words_are_checked(cmdline, problem):
+    result = booted(screen="created", console="", xl_log=builder_log(cmdline))
+    problems = judging.judge("g", MENU, result)
+    assert any(problem in p for p in problems), problems
+
+
+def test_a_command_line_nowhere_to_be_seen_is_reported():
+    problems = judging.judge("g", MENU, booted(screen="created", console=""))
+    assert any("no kernel command line" in p for p in problems), problems
+
+
+def test_bootloader_log_texts_are_checked():
+    expect = Expect(log_has=("Verified kernel", "signed by ABCD"))
+    good = booted(bootloader_log_hex=b"Verified kernel http://k and ramdisk: signed by ABCD 0123\r\n".hex())
+    assert judging.judge("g", Expect(screen="installer", log_has=expect.log_has), good) == []
+    problems = judging.judge("g", dataclasses.replace(expect, screen="installer"), booted())
+    assert any("log lacks ['Verified kernel', 'signed by ABCD']" in p for p in problems), problems
+
+
+def test_our_own_failure_must_come_before_libxl_kills_us():
+    result = failed(xl_log=f"libxl: error: x: {judging.LIBXL_TIMEOUT}\n{judging.LIBXL_FAILED}\n")
+    problems = judging.judge("f", Expect(outcome="fails", error="h"), result)
+    assert any("killed the bootloader" in p for p in problems), problems
+
+
 def test_expect_rejects_unknown_values():
     with pytest.raises(ValueError):
         Expect(outcome="works")
     with pytest.raises(ValueError):
         dataclasses.replace(Expect(), screen="desktop")
+    with pytest.raises(ValueError):
+        Expect(outcome="fails", shows=("x",))

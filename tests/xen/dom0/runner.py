@@ -170,18 +170,38 @@ def domain_exists(name: str) -> bool:
     return subprocess.run(["xl", "domid", name], env=ENV, capture_output=True).returncode == 0
 
 
-def wait_console(path: str, wait_for: List[str], stop_on: List[str], start: float,
+#: Terminal control sequences (CSI, character set and other ESC sequences)
+#: that the installer's screens interleave with their text.
+ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|[()*+][0-9A-Za-z]|[@-Z\\-_])")
+
+
+def plain(text: str) -> str:
+    return ESCAPES.sub("", text)
+
+
+def wait_console(path: str, wait_for: List[List[str]], stop_on: List[str], start: float,
                  name: str) -> Dict[str, float]:
-    """Seconds from the start of xl create to each awaited text, in order."""
+    """Seconds from the start of xl create to each awaited text, in order.
+
+    Each awaited item is a list of alternatives, the mark is named by the one
+    that came; a text of *stop_on* ends the wait (marked ``stopped: TEXT``)."""
     marks: Dict[str, float] = {}
-    pending = list(wait_for)
+    pending = [[item] if isinstance(item, str) else list(item) for item in wait_for]
     deadline = now() + CONSOLE_TIMEOUT
     polls = 0
     while pending and now() < deadline:
-        text = read(path)
-        while pending and pending[0] in text:
-            marks[pending.pop(0)] = round(now() - start, 1)
-        if not pending or any(bad in text for bad in stop_on):
+        text = plain(read(path))
+        while pending:
+            found = [alt for alt in pending[0] if alt in text]
+            if not found:
+                break
+            marks[found[0]] = round(now() - start, 1)
+            pending.pop(0)
+        stopped = [bad for bad in stop_on if bad in text]
+        if stopped:
+            marks[f"stopped: {stopped[0]}"] = round(now() - start, 1)
+            break
+        if not pending:
             break
         polls += 1
         if polls % 10 == 0 and not domain_exists(name):  # xl is costly under emulation

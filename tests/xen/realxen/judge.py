@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Dict, List, Mapping, Optional
 
-from .scenarios import SCREENS, Expect, cmdline_token
+from .scenarios import Expect, cmdline_token
 
 #: libxl's lines for the outcomes (libxl_bootloader.c, Xen 4.17).
 LIBXL_SUCCESS = "bootloader execution successful"
@@ -20,6 +20,16 @@ LIBXL_FAILED = "bootloader failed - consult logfile"
 LIBXL_TIMEOUT = "killing bootloader because of timeout"
 LIBXL_UNEXPECTED = "unexpected output from bootloader"
 OUR_ERROR = "xenpvnetboot: error:"
+#: What libxl hands the domain builder (xc_dom_allocate's debug line), and
+#: what the guest kernel says it was given.
+BUILDER_CMDLINE = re.compile(r'xc_dom_allocate: cmdline="([^"\n]*)"')
+GUEST_CMDLINE = re.compile(r"(?i)command line: *([^\r\n]*)")
+#: Terminal control sequences, as dom0's runner removes them before matching.
+ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|[()*+][0-9A-Za-z]|[@-Z\\-_])")
+
+
+def plain_console(result: Mapping[str, object]) -> str:
+    return ESCAPES.sub("", str(result.get("console", "")))
 
 
 def bootloader_log(result: Mapping[str, object]) -> bytes:
@@ -46,21 +56,59 @@ def check_cleanup(result: Mapping[str, object]) -> List[str]:
     return problems
 
 
-def check_console(result: Mapping[str, object], name: str, screen: str) -> List[str]:
-    console = str(result.get("console", ""))
+def check_console(result: Mapping[str, object], name: str, expect: Expect) -> List[str]:
+    console = plain_console(result)
     problems = []
-    missing = [text for text in SCREENS[screen] if text not in console]
+    missing = [" or ".join(item) for item in expect.awaited if not any(alt in console for alt in item)]
     if missing:
         tail = " ".join(console[-400:].split())
         problems.append(f"guest console lacks {missing} (it ends: {tail!r})")
-    if screen != "created":
+    if expect.screen != "created":
         token = cmdline_token(name)
         if not re.search(r"(?i)command line:.*" + re.escape(token), console):
             problems.append(f"guest kernel command line lacks {token!r}: the args item got lost")
     for bad in ("Initramfs unpacking failed", "Kernel panic"):
         if bad in console:
             problems.append(f"guest console shows {bad!r}")
+    for text in expect.never:
+        if text in console:
+            at = console.index(text)
+            near = " ".join(console[max(0, at - 200):at + 100].split())
+            problems.append(f"guest console shows {text!r}, which it must not reach (near: {near!r})")
     return problems
+
+
+def guest_cmdlines(result: Mapping[str, object]) -> List[str]:
+    """The kernel command lines seen: libxl's to the domain builder, the guest's own."""
+    found = BUILDER_CMDLINE.findall(str(result.get("xl_log", "")))
+    found += GUEST_CMDLINE.findall(plain_console(result))
+    return found
+
+
+def check_cmdline(result: Mapping[str, object], expect: Expect) -> List[str]:
+    """Words the guest's command line must hold or lack, wherever it was seen."""
+    if not (expect.cmdline_has or expect.cmdline_lacks):
+        return []
+    lines = guest_cmdlines(result)
+    if not lines:
+        return ["no kernel command line in libxl's log or on the guest console"]
+    problems = []
+    for line in lines:
+        words = line.split()
+        missing = [word for word in expect.cmdline_has if word not in words]
+        present = [word for word in words if word.startswith(expect.cmdline_lacks)]
+        if missing:
+            problems.append(f"kernel command line {line!r} lacks {missing}")
+        if expect.cmdline_lacks and present:
+            problems.append(f"kernel command line {line!r} has {present}")
+    return problems
+
+
+def check_log(text: str, expect: Expect) -> List[str]:
+    missing = [want for want in expect.log_has if want not in text]
+    if missing:
+        return [f"the bootloader log lacks {missing}: {text[-600:]!r}"]
+    return []
 
 
 def check_crlf(log: bytes) -> List[str]:
@@ -107,7 +155,7 @@ def judge(name: str, expect: Expect, result: Mapping[str, object],
         else:
             if LIBXL_SUCCESS not in xl_log:
                 problems.append(f"libxl did not log {LIBXL_SUCCESS!r}")
-            problems += check_console(result, name, expect.screen)
+            problems += check_console(result, name, expect)
         if LIBXL_UNEXPECTED in xl_log:
             found = [line for line in xl_log.splitlines() if LIBXL_UNEXPECTED in line]
             problems.append(f"libxl found unexpected items in the bootloader's result: {found[0][-160:]}")
@@ -119,6 +167,8 @@ def judge(name: str, expect: Expect, result: Mapping[str, object],
             problems.append("xl create succeeded, but this scenario must fail")
         elif LIBXL_FAILED not in xl_log:
             problems.append(f"libxl did not log {LIBXL_FAILED!r}: {libxl_errors(xl_log)}")
+        if LIBXL_TIMEOUT in xl_log:
+            problems.append("libxl killed the bootloader at its timeout before it failed by itself")
         errors = [line.strip() for line in text.splitlines() if OUR_ERROR in line]
         if len(errors) != 1:
             problems.append(f"expected one error line in the bootloader log, found {len(errors)}: "
@@ -133,6 +183,7 @@ def judge(name: str, expect: Expect, result: Mapping[str, object],
     if expect.outcome != "boots" and result.get("domain_left"):
         problems.append("the domain is still there after the failure")
     problems += check_cleanup(result)
+    problems += check_cmdline(result, expect) + check_log(text, expect)
     if expect.crlf:
         problems += check_crlf(log)
     if expect.runas_user:

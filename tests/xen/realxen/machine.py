@@ -3,7 +3,8 @@
 The job directory is shared with dom0 over 9p: ``job.json`` (the scenarios,
 as dom0's runner reads them), ``dom0/`` (init script, runner and the
 harness's own bootloaders, copied from tests/xen/dom0 at each run), the ISO
-that dom0 copies in, and ``out/`` where dom0 writes its results.  The run is
+that dom0 copies in, ``data/`` (files the scenarios name as ``{data}``), and
+``out/`` where dom0 writes its results.  The run is
 over when dom0 writes ``out/done.json`` (then dom0 powers off, or is
 stopped) or QEMU exits; QEMU is always stopped by the time :func:`boot`
 returns.
@@ -70,11 +71,16 @@ def hardlink_or_copy(source: str, target: str) -> None:
 
 
 def make_job(job_dir: str, prepared: Prepared, scenarios: List[dict], concurrency: int,
-             users: List[str], copy_iso_to: str, commands: Sequence[Sequence[str]] = ()) -> None:
+             users: List[str], copy_iso_to: str, commands: Sequence[Sequence[str]] = (),
+             data: Optional[Dict[str, str]] = None) -> None:
+    """*data*: files for dom0's /job/data, name there -> path on the host."""
     if os.path.exists(job_dir):
         shutil.rmtree(job_dir)
     os.makedirs(os.path.join(job_dir, "out", "probes"))
     shutil.copytree(DOM0_DIR, os.path.join(job_dir, "dom0"))
+    os.makedirs(os.path.join(job_dir, "data"))
+    for name, source in (data or {}).items():
+        shutil.copyfile(source, os.path.join(job_dir, "data", name))
     os.makedirs(os.path.join(job_dir, "media"))
     hardlink_or_copy(prepared.media.iso, os.path.join(job_dir, "media", "netboot.iso"))
     job = {"scenarios": scenarios, "concurrency": concurrency, "users": users,

@@ -13,8 +13,7 @@ from, so that only what changed is made again:
   of it with its dependencies, installed offline by dom0's own pip over the
   base tree), a small ext4 image that dom0 mounts on /usr/local.  A changed
   checkout makes only this again (about 10 s);
-* ``media-<key>/``: the guest trees served to dom0 (the Debian installer
-  laid out as a mirror, as a netboot tree for TFTP, and as an ISO).
+* ``media-<key>/``: the guest trees served to dom0 (media.py).
 """
 
 from __future__ import annotations
@@ -22,22 +21,23 @@ from __future__ import annotations
 import fcntl
 import glob
 import gzip
-import hashlib
 import os
 import shutil
 import subprocess
 import time
 import zipfile
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
-from .scenarios import MIRROR, NETBOOT_XEN
+from .media import Media, guest_media
+from .steps import Missing, PrepareError, digest, fresh, need, prune, run, work_dir
+
+__all__ = ["Missing", "PrepareError", "Prepared", "prepare", "work_dir"]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DOM0_DIR = os.path.join(os.path.dirname(HERE), "dom0")
 STUB_INIT = os.path.join(DOM0_DIR, "stub-init")
 STUB_INIT_PATH = "/sbin/xenpvnb-test-init"
-DEFAULT_WORK = "/var/tmp/xenpvnetboot-xen"
 
 XEN_PACKAGE = "xen-hypervisor-4.17-amd64"
 XEN_FILE = "boot/xen-4.17-amd64.gz"
@@ -46,72 +46,9 @@ DOM0_PACKAGES = ("xen-utils-4.17", "xenstore-utils", "python3", "python3-pip", "
 #: Left out of the dom0 tree: nobody reads them, and they cost image time.
 PATH_EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*")
 BASE_SIZE = "3G"
-DI_PACKAGE = "debian-installer-12-netboot-amd64"
-DI_DIR = "/usr/lib/debian-installer/images/12/amd64/text/debian-installer/amd64"
-ISO_NAME = "debian-12-netboot.iso"
-#: Bump to make every cached piece again after a change of how it is made.
+#: Bump to make the hypervisor, dom0 system and layer again after a change of
+#: how they are made (media.py has its own).
 FORMAT = "1"
-
-
-class Missing(Exception):
-    """A program or package the run needs is not installed (a skip, or a failure in CI)."""
-
-
-class PrepareError(Exception):
-    """A preparation step failed; the message names the step and its output."""
-
-
-def work_dir() -> str:
-    path = os.environ.get("XENPVNETBOOT_XEN_WORK") or DEFAULT_WORK
-    if any(char in path for char in " ,"):
-        raise PrepareError(f"{path}: QEMU's multiboot module list cannot hold spaces or commas")
-    os.makedirs(path, exist_ok=True)
-    return path
-
-
-def need(program: str, package: str) -> str:
-    for candidate in (program, f"/usr/sbin/{program}", f"/sbin/{program}"):
-        found = shutil.which(candidate)
-        if found:
-            return found
-    raise Missing(f"needs {program} (Debian package {package})")
-
-
-def digest(*parts: object) -> str:
-    hasher = hashlib.sha256()
-    for part in parts:
-        hasher.update(part if isinstance(part, bytes) else str(part).encode())
-        hasher.update(b"\0")
-    return hasher.hexdigest()[:16]
-
-
-def run(argv: Sequence[str], log: str, **kwargs) -> None:
-    """Run one step with its output appended to *log*; a failure names the step."""
-    with open(log, "ab") as out:
-        out.write(("$ " + " ".join(argv) + "\n").encode())
-        out.flush()
-        status = subprocess.run(list(argv), stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, **kwargs).returncode
-    if status:
-        with open(log, "rb") as handle:
-            tail = handle.read()[-2500:].decode(errors="replace")
-        raise PrepareError(f"{argv[0]} failed (status {status}); the end of {log}:\n{tail}")
-
-
-def fresh(path: str) -> str:
-    """An empty directory at *path* (what a failed earlier attempt left is removed)."""
-    shutil.rmtree(path, ignore_errors=True)
-    os.makedirs(path)
-    return path
-
-
-def prune(work: str, pattern: str, keep: str) -> None:
-    for path in glob.glob(os.path.join(work, pattern)):
-        if os.path.abspath(path) != os.path.abspath(keep):
-            if os.path.isdir(path):
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                os.unlink(path)
 
 
 def apt_version(package: str) -> str:
@@ -276,62 +213,6 @@ def project_layer(work: str, base: Base, checkout: str, log: str, python: str) -
     prune(work, "layer-*.img", image + ".tmp")
     os.rename(image + ".tmp", image)
     return image
-
-
-# -- what the guests boot ---------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Media:
-    root: str
-    www: str
-    tftp: str
-    iso: str
-
-
-def link(source: str, target: str) -> None:
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    os.link(source, target)
-
-
-def guest_media(work: str, log: str) -> Media:
-    xorriso = need("xorriso", "xorriso")
-    kernel, initrd = os.path.join(DI_DIR, "linux"), os.path.join(DI_DIR, "initrd.gz")
-    if not (os.path.isfile(kernel) and os.path.isfile(initrd)):
-        raise Missing(f"needs the Debian installer (Debian package {DI_PACKAGE})")
-    version = subprocess.run(["dpkg-query", "-W", "-f=${Version}", DI_PACKAGE],
-                             capture_output=True, text=True).stdout
-    target = os.path.join(work, f"media-{digest(FORMAT, version, MIRROR, ISO_NAME)}")
-    media = Media(target, os.path.join(target, "www"), os.path.join(target, "tftp"),
-                  os.path.join(target, "www", "iso", ISO_NAME))
-    if os.path.exists(media.iso):
-        return media
-    build = fresh(target + ".tmp")
-    pair = {"linux": os.path.join(build, "di", "linux"), "initrd": os.path.join(build, "di", "initrd.gz")}
-    os.makedirs(os.path.join(build, "di"))
-    shutil.copyfile(kernel, pair["linux"])
-    shutil.copyfile(initrd, pair["initrd"])
-    www = os.path.join(build, "www")
-    for top in ("", "stall/"):  # stall/: the same mirror, its kernel stalls (servers.py)
-        link(pair["linux"], os.path.join(www, top + NETBOOT_XEN, "vmlinuz"))
-        link(pair["initrd"], os.path.join(www, top + NETBOOT_XEN, "initrd.gz"))
-        netboot = os.path.join(www, top + MIRROR, "current/images/netboot/debian-installer/amd64")
-        link(pair["linux"], os.path.join(netboot, "linux"))
-        link(pair["initrd"], os.path.join(netboot, "initrd.gz"))
-    link(pair["linux"], os.path.join(build, "tftp", "debian-installer", "amd64", "linux"))
-    link(pair["initrd"], os.path.join(build, "tftp", "debian-installer", "amd64", "initrd.gz"))
-    isotree = os.path.join(build, "isotree")
-    link(pair["linux"], os.path.join(isotree, "install.amd", "vmlinuz"))
-    link(pair["initrd"], os.path.join(isotree, "install.amd", "initrd.gz"))
-    os.makedirs(os.path.join(isotree, ".disk"))
-    with open(os.path.join(isotree, ".disk", "info"), "w") as handle:
-        handle.write(f'Debian GNU/Linux 12 "Bookworm" - netboot amd64 (installer {version})')
-    os.makedirs(os.path.join(www, "iso"))
-    run([xorriso, "-as", "mkisofs", "-R", "-J", "-V", "DEBIAN12", "-o",
-         os.path.join(www, "iso", ISO_NAME), isotree], log)
-    shutil.rmtree(isotree)
-    prune(work, "media-*", build)
-    os.rename(build, target)
-    return media
 
 
 # -- all of it -------------------------------------------------------------------------

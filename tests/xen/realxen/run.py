@@ -17,7 +17,7 @@ from typing import Callable, Dict, List, Optional
 from . import judge as judging
 from .machine import BOOT_ALLOWANCE, Outcome, boot, make_job
 from .prepare import Prepared, prepare, work_dir
-from .scenarios import RESTRICT_USER, SCREENS, Expect, Scenario, filled_expect, job_entry
+from .scenarios import DATA, RESTRICT_USER, Expect, Scenario, filled_expect, job_entry
 from .servers import DOM0_ISO, Servers
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -63,9 +63,16 @@ class Run:
 def order(scenarios: List[Scenario]) -> List[Scenario]:
     """Longest first, so that guests running side by side finish together."""
     def cost(s: Scenario) -> int:
-        return -(len(SCREENS[s.expect.screen]) * 10 + ("tftp" in s.name) * 5
+        return -(len(s.expect.awaited) * 10 + ("tftp" in s.name) * 5
                  + (s.expect.outcome == "boots") * 2)
     return sorted(scenarios, key=cost)
+
+
+def data_files(prepared: Prepared) -> Dict[str, str]:
+    """dom0's /job/data: scenarios.DATA from tests/data, and the media's files."""
+    files = {name: os.path.join(CHECKOUT, "tests", "data", source) for name, source in DATA.items()}
+    files.update(prepared.media.data_files())
+    return files
 
 
 def new_run_dir(work: str) -> str:
@@ -107,7 +114,7 @@ def run_all(selected: List[Scenario], report: Callable[[str], None] = print,
         job_dir = os.path.join(run_dir, "job")
         commands = dom0_commands(hosts)
         make_job(job_dir, prepared, [job_entry(s, hosts) for s in runnable], concurrency,
-                 [RESTRICT_USER], DOM0_ISO, commands)
+                 [RESTRICT_USER], DOM0_ISO, commands, data_files(prepared))
         limit = BOOT_ALLOWANCE + SCENARIO_ALLOWANCE * (len(runnable) + len(commands)) / max(1, concurrency)
         report(f"real Xen: booting for {len(runnable)} scenarios "
                f"({concurrency} at a time, at most {limit:.0f} s)")

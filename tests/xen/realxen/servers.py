@@ -11,19 +11,15 @@ no rpcbind), exporting the same tree as ``/srv``.
 from __future__ import annotations
 
 import os
-import sys
 from contextlib import ExitStack
 from typing import Dict, Optional
 
-from .prepare import Media, Missing
+from support import nfs_server
+from support.http_server import TestHTTPServer
+
+from .media import Media
 from .scenarios import NETBOOT_XEN, RESTRICT_USER
-
-TESTS_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-if TESTS_DIR not in sys.path:
-    sys.path.insert(0, TESTS_DIR)
-
-from support import nfs_server  # noqa: E402
-from support.http_server import TestHTTPServer  # noqa: E402
+from .steps import Missing
 
 #: The host as dom0 sees it through QEMU's user-mode network.
 HOST = "10.0.2.2"
@@ -31,6 +27,8 @@ NFS_PSEUDO = "/srv"
 #: Where the runner copies the ISO inside dom0, and where the harness's bootloaders are.
 DOM0_ISO = "/var/lib/xen/iso/debian-12-netboot.iso"
 DOM0_BIN = "/job/dom0/bin"
+#: The job's test data in dom0 (scenarios.DATA and the media's keyring).
+DOM0_DATA = "/job/data"
 DOM0_PROBES = "/job/out/probes"
 
 
@@ -84,6 +82,8 @@ class Servers:
             "tftp": f"tftp://{HOST}",
             "iso": DOM0_ISO,
             "bin": DOM0_BIN,
+            "data": DOM0_DATA,
+            "signer": self.media.signer,
             "probe": DOM0_PROBES,
             "user": RESTRICT_USER,
         }
