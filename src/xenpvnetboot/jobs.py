@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
 
 from .boot import Target
 from .check import BootChecker
+from .cmdline import join_args
 from .download import download
 from .errors import BootError, Interrupted, TransientError, UsageError
 from .layout import Selection, describe, select_files
@@ -172,8 +173,6 @@ def kernel_args(request: Request, install_args: str, installer: Optional[str] = 
     """The boot menu entry's arguments, then --args (which win, coming last),
     plus the installer's source and the arguments of the injected answer
     files, unless given already or --no-install-args."""
-    from .menus import join_args
-
     cmdline = join_args(menu_args, request.args) if menu_args else request.args
     extra = [install_args] if install_args else []
     if answers:

@@ -14,11 +14,12 @@ The search goes from the most telling file to the least:
    the first kernel of its list with the first ramdisk of its list (or
    none), with a warning naming both.  Pairs are never mixed otherwise.
 
-On a tree that overlaps requests (see :mod:`.probe`) the first round asks
+On a tree that overlaps requests (see :mod:`.probe`) the first step asks
 the markers, the top-level directories and the likeliest pairs together,
 and the second what the markers left open: a tree of any family costs two
-round trips before its files are fetched, and one that matches nothing
-costs one.  Elsewhere every path is asked at most once, in the order above.
+steps before its files are fetched, and one that matches nothing costs
+one.  (Over http a step of n requests is ceil(n / 6) round trips: the
+transport keeps six connections to a server at most.)  Elsewhere every path is asked at most once, in the order above.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ class Probe:
         self.partial: List[Tuple[str, ...]] = []
         #: Why a marker could not be read (shown in the final error).
         self.notes: List[str] = []
-        #: stat_many calls made: the round trips of a parallel tree.
+        #: stat_many calls made: the dependent steps of a parallel tree.
         self.batches = 0
         #: The server answers for directories, so the absent ones rule paths out.
         self.directories_known = False

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, List, Optional
 
+from ..cmdline import join_args
 from .model import Entry, Menu, MenuError, NotBootable
 from .pxe import bootif
 
@@ -103,25 +104,6 @@ def menu_args(entry: Entry, mac: Optional[str] = None, drop: Iterable[str] = ())
     if entry.sysappend & 2 and mac and not any(_name(w) == "BOOTIF" for w in head):
         head.append(bootif(mac))
     return " ".join(head + words[cut:])
-
-
-def join_args(menu: str, user: str) -> str:
-    """The menu's arguments, then the user's: last, but before a ``--`` separator.
-
-    When both have the same separator (``---``: what follows is copied to
-    the installed system; ``--``: what follows is init's), the two heads and
-    the two tails are joined around one separator instead of repeating it.
-    """
-    words, given = menu.split(), user.split()
-    if not given:
-        return " ".join(words)
-    for separator in ("---", "--"):
-        if separator in words and separator in given:
-            at, mine = words.index(separator), given.index(separator)
-            return " ".join(words[:at] + given[:mine] + [separator]
-                            + words[at + 1:] + given[mine + 1:])
-    at = words.index("--") if "--" in words else len(words)
-    return " ".join(words[:at] + given + words[at:])
 
 
 def boot_args(entry: Entry, user_args: str = "", mac: Optional[str] = None,

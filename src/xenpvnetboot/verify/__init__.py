@@ -20,14 +20,36 @@ twice.  The OpenPGP library (pysequoia) is imported on the first check only.
 
 from __future__ import annotations
 
-from .keyrings import KeyringData, read_keyring_trees, read_keyrings
-from .model import (AUTO, OFF, POLICIES, REQUIRE, Failed, FileVerdict, NoChain, NoKey, Report,
-                    Signer, Verdict, Verified, parse_policy)
-from .origin import Origin, location_parts
-from .verifier import Verifier, preload
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "AUTO", "OFF", "POLICIES", "REQUIRE", "Failed", "FileVerdict", "KeyringData", "NoChain",
-    "NoKey", "Origin", "Report", "Signer", "Verdict", "Verified", "Verifier", "location_parts",
-    "parse_policy", "preload", "read_keyring_trees", "read_keyrings",
-]
+if TYPE_CHECKING:
+    from .keyrings import KeyringData, read_keyring_trees, read_keyrings
+    from .model import (AUTO, OFF, POLICIES, REQUIRE, Failed, FileVerdict, NoChain, NoKey, Report,
+                        Signer, Verdict, Verified, parse_policy)
+    from .origin import Origin, location_parts
+    from .verifier import Verifier, preload
+
+#: Where each name lives.  The names are loaded on first use (PEP 562): the
+#: root parent reads the keyrings with :mod:`.keyrings` alone, and must not
+#: pay for the parsers and chains, which only the worker runs.
+_HOMES = {
+    "keyrings": ("KeyringData", "read_keyring_trees", "read_keyrings"),
+    "model": ("AUTO", "OFF", "POLICIES", "REQUIRE", "Failed", "FileVerdict", "NoChain", "NoKey",
+              "Report", "Signer", "Verdict", "Verified", "parse_policy"),
+    "origin": ("Origin", "location_parts"),
+    "verifier": ("Verifier", "preload"),
+}
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = sorted(_HOME_OF)

@@ -24,9 +24,16 @@ from .transfer import (MAX_REDIRECTS, SAFE_PATH, _answer, _file_info, _incomplet
 
 #: libcurl's largest receive buffer: fewer, larger write callbacks.
 BUFFER_SIZE = 512 * 1024
-#: Requests :meth:`CurlTree.stat_many` keeps in flight together (over HTTP/1.1
-#: each is a connection of its own): a layout search's first batch fits.
+#: Requests :meth:`CurlTree.stat_many` hands libcurl together: a layout
+#: search's first batch fits.
 PARALLEL_STATS = 48
+#: Connections open to one server at a time; the rest of a batch waits for a
+#: free one (and reuses it where the server keeps connections alive).  What
+#: browsers allow themselves: mirrors that limit connections per client
+#: answer 503 beyond a few, and a small server's listen queue (Python's
+#: http.server: 5) drops the SYNs of a wider burst, which costs a 1 s TCP
+#: retransmission each, seconds in all.
+MAX_HOST_CONNECTIONS = 6
 #: System CA bundles of the distributions Xen runs on (Debian, Fedora, SUSE, Alpine/BSD).
 CA_BUNDLES = (
     "/etc/ssl/certs/ca-certificates.crt",
@@ -80,6 +87,7 @@ class CurlTree(Tree):
         if options.ca_cert and options.ca_cert_data is None and not os.access(options.ca_cert, os.R_OK):
             raise UsageError(f"--ca-cert {options.ca_cert}: cannot read the file")
         self._multi = pycurl.CurlMulti()
+        self._multi.setopt(pycurl.M_MAX_HOST_CONNECTIONS, MAX_HOST_CONNECTIONS)
         self._idle: List[pycurl.Curl] = []
 
     # -- URLs and handles ------------------------------------------------------
