@@ -7,8 +7,9 @@ trips, whatever the machine's speed.  Measured before this search overlapped
 its requests: 50 requests and 50 round trips for an empty tree, 8 and 8 for a
 Debian mirror, 3 and 3 for a ``.treeinfo`` tree, 45 and 45 for Arch Linux.
 
-The search has two steps at most (what the first answers leave open is asked
-in the second), and each step's requests share at most
+The first step asks the markers and the likeliest pair; a marker's family
+then costs one step more, a tree without either two (its top-level
+directories, then what they leave of the walk).  Each step's requests share at most
 ``MAX_HOST_CONNECTIONS`` connections: a step of n requests takes
 ceil(n / MAX_HOST_CONNECTIONS) round trips, and no more.
 """
@@ -43,6 +44,9 @@ FAMILY_TREES = [
     "ubuntu2204-live-server", "mageia9", "alpine319-virt", "alpine-netboot", "archlinux-2024",
     "centos7-live", "ol6-no-marker",
 ]
+#: Trees with a marker that names their family.
+MARKED = ["fedora40", "rhel5", "alma10-x86_64_v2", "leap15-treeinfo", "sles11", "debian12-cd",
+          "debian8-netinst", "mageia9", "alpine319-virt", "ubuntu2204-live-server"]
 
 
 pytestmark = pytest.mark.usefixtures("x86_64_host")
@@ -97,19 +101,30 @@ def in_round(server, number):
 
 
 @pytest.mark.parametrize("name", FAMILY_TREES)
-def test_every_family_in_two_round_trips(server, name):
+def test_every_family_in_three_steps(server, name):
     tree = BY_NAME[name]
     selection = detect(server, tree)
     assert (selection.kernel.path, selection.ramdisk.path) == (tree.kernel, tree.ramdisk)
+    assert_steps(server, 3)
+    assert len(server.log) <= 45  # the empty tree's requests and one family's pairs
+
+
+@pytest.mark.parametrize("name", MARKED)
+def test_a_marked_tree_in_two_steps_without_the_directories(server, name):
+    """The marker's family is asked for next: no top-level directory is."""
+    tree = BY_NAME[name]
+    selection = detect(server, tree)
+    assert selection.kernel.path == tree.kernel
     assert_steps(server, 2)
-    assert len(server.log) <= 45  # the empty tree's first round and one family's pairs
+    assert not [path for _, path, _ in server.log if path.endswith("/") and path.count("/") > 2]
+    assert len(server.log) <= 26  # was 32-44 with the directories asked at once
 
 
 @pytest.mark.parametrize("name", ["debian-daily", "tumbleweed", "archlinux-2024", "fedora40"])
 def test_without_listings_too(unlisted, name):
     tree = BY_NAME[name]
     assert detect(unlisted, tree).kernel.path == tree.kernel
-    assert_steps(unlisted, 2)
+    assert_steps(unlisted, 3)
 
 
 def test_an_empty_tree_costs_one_step(server):
@@ -122,6 +137,7 @@ def test_an_empty_tree_costs_one_step(server):
 def test_a_debian_mirror_is_decided_in_the_first_step(server):
     detect(server, BY_NAME["debian-mirror"])
     assert_steps(server, 1)
+    assert len(server.log) <= 12  # markers, the location, the pair, kernels at the top
 
 
 def test_treeinfo_second_step_is_its_pair(server):
@@ -154,8 +170,9 @@ def test_a_server_without_directories_costs_more_but_finds_the_same(root):
 
 
 @pytest.mark.parametrize("name", ["debian-mirror", "fedora40", "alpine-netboot"])
-def test_first_kernel_byte_after_at_most_two_round_trips(root, workdir, name):
-    """The whole bootloader, as libxl runs it: the download starts in the third round at most."""
+def test_first_kernel_byte_after_the_search_steps(root, workdir, name):
+    """The whole bootloader, as libxl runs it: the download starts right after the
+    search's steps (two, three for a tree without a marker), nothing waits in between."""
     started = TreeServer(root, directories="listing", quiet=QUIET).start()
     tree = BY_NAME[name]
     try:
@@ -168,5 +185,5 @@ def test_first_kernel_byte_after_at_most_two_round_trips(root, workdir, name):
     kernel_get = min(batch for method, path, batch in started.log
                      if method == "GET" and path.endswith("/" + tree.kernel))
     before = [entry for entry in started.log if entry[2] < kernel_get]
-    assert_steps(started, 2, before)
+    assert_steps(started, 3 if name == "alpine-netboot" else 2, before)
     assert os.path.basename(tree.kernel) in run.console

@@ -15,11 +15,13 @@ The search goes from the most telling file to the least:
    none), with a warning naming both.  Pairs are never mixed otherwise.
 
 On a tree that overlaps requests (see :mod:`.probe`) the first step asks
-the markers, the top-level directories and the likeliest pairs together,
-and the second what the markers left open: a tree of any family costs two
-steps before its files are fetched, and one that matches nothing costs
-one.  (Over http a step of n requests is ceil(n / 6) round trips: the
-transport keeps six connections to a server at most.)  Elsewhere every path is asked at most once, in the order above.
+the markers and the likeliest pair together (about a dozen requests),
+and the second the few pairs of the family a marker named: most trees
+cost two steps before their files are fetched.  A tree without a marker
+or the likeliest pair costs a step more: its top-level directories, then
+what they leave of the walk.  (Over http a step of n requests is
+ceil(n / 6) round trips: the transport keeps six connections to a server
+at most.)  Elsewhere every path is asked at most once, in the order above.
 """
 
 from __future__ import annotations
@@ -80,22 +82,40 @@ def top_directories(arches: Tuple[str, ...]) -> List[str]:
     return list(dict.fromkeys(path.split("/", 1)[0] for path in paths if "/" in path))
 
 
-def first_round(arches: Tuple[str, ...]) -> Tuple[Dict[str, int], List[str], List[str]]:
-    """(reads, directories, stats) of the first batch on a parallel tree.
+def first_round(arches: Tuple[str, ...]) -> Tuple[Dict[str, int], List[str]]:
+    """(reads, stats) of the first batch on a parallel tree.
 
-    The metadata files; the location itself and its top-level directories
-    (see :mod:`.probe`); the best pair of the walk (a Debian or Ubuntu
-    mirror, the commonest tree without a marker) and the kernels that sit
-    in the location itself, which no directory answer can rule out.
+    The metadata files; the location itself; the best pair of the walk (a
+    Debian or Ubuntu mirror, the commonest tree without a marker) and the
+    kernels that sit in the location itself.  That decides most trees: a
+    marker names the family (whose few pairs come next), or the best pair
+    is there.  The top-level directories are asked only when the blind
+    walk needs them (:func:`directories_for_walk`).
     """
     reads = {name: treeinfo_mod.MAX_SIZE for name in treeinfo_mod.NAMES}
     reads.update((marker, MARKER_SIZE) for marker in MARKERS)
-    directories = top_directories(arches)
     options = walk_options(arches)
     best = options[0][0]
     here = [pair.kernel for pair, _ in options if "/" not in pair.kernel]
-    stats = ["", *(name + "/" for name in directories), best.kernel, best.ramdisk, *here]
-    return reads, directories, stats
+    return reads, ["", best.kernel, best.ramdisk, *here]
+
+
+def directories_for_walk(probe: Probe, arches: Tuple[str, ...]) -> None:
+    """Before a blind walk on a parallel tree: ask the top-level directories.
+
+    A directory the server says it does not have rules out every path below
+    it (see :mod:`.probe`), so the walk asks few paths instead of every
+    row's.  Not asked when the walk's first pair is already known to be
+    there: the walk then asks nothing.
+    """
+    if not probe.parallel:
+        return
+    best = walk_options(arches)[0][0]
+    if all(probe.known(path) and probe.info(path) is not None for path in (best.kernel, best.ramdisk)):
+        return
+    directories = top_directories(arches)
+    probe.ask([name + "/" for name in directories])
+    probe.learn_directories(directories)
 
 
 # -- 1 and 2: metadata --------------------------------------------------------------
@@ -282,11 +302,13 @@ def detect(tree: Tree, arches: Tuple[str, ...], warn: Optional[Say] = None,
     """
     probe = Probe(tree)
     if probe.parallel:
-        reads, directories, stats = first_round(arches)
+        reads, stats = first_round(arches)
         probe.ask(stats, reads)
-        probe.learn_directories(directories)
     story: List[str] = []
-    found = by_metadata(probe, arches, story) or walk(probe, arches) or alone(probe, arches)
+    found = by_metadata(probe, arches, story)
+    if found is None:
+        directories_for_walk(probe, arches)
+        found = walk(probe, arches) or alone(probe, arches)
     if found is None and warn is not None:
         found = like_the_original(probe, warn)
     if found is None:
@@ -295,6 +317,6 @@ def detect(tree: Tree, arches: Tuple[str, ...], warn: Optional[Say] = None,
     return found
 
 
-__all__ = ["MARKER_SIZE", "Probe", "by_metadata", "detect", "failure", "first_round",
-           "from_treeinfo", "identify", "like_the_original", "read_treeinfo", "search",
-           "tell_tried", "top_directories", "walk", "walk_options"]
+__all__ = ["MARKER_SIZE", "Probe", "by_metadata", "detect", "directories_for_walk", "failure",
+           "first_round", "from_treeinfo", "identify", "like_the_original", "read_treeinfo",
+           "search", "tell_tried", "top_directories", "walk", "walk_options"]

@@ -9,7 +9,7 @@ asked one path at a time, in the order of the search, which stops at the
 first answer that decides.  Both give the same answers: only the number of
 questions differs.
 
-On a parallel tree the first batch also asks for the top-level directories
+Before a blind walk, a parallel tree is asked for the top-level directories
 the table's paths start with.  When the server answers for directories at
 all (the location itself is not a 404, as with nginx and Apache, listing or
 not), a 404 for ``current/`` rules out every path below it without asking;
@@ -81,7 +81,7 @@ class Probe:
     def learn_directories(self, names: Sequence[str]) -> None:
         """Rule out the paths below *names* the server answered 404 for (see module doc).
 
-        *names* were asked as ``name/`` in the same batch as the root ``""``.
+        *names* were asked as ``name/``, and the root ``""`` before or with them.
         """
         root = self._stats.get("")
         if root is None or isinstance(root, NotFound):
