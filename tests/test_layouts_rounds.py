@@ -187,3 +187,38 @@ def test_first_kernel_byte_after_the_search_steps(root, workdir, name):
     before = [entry for entry in started.log if entry[2] < kernel_get]
     assert_steps(started, 3 if name == "alpine-netboot" else 2, before)
     assert os.path.basename(tree.kernel) in run.console
+
+
+MENU_FILES = ("grub.cfg", "isolinux.cfg", "syslinux.cfg", "extlinux.conf", "loopback.cfg")
+
+
+def _boot_log(root, workdir, name):
+    started = TreeServer(root, directories="listing", quiet=QUIET).start()
+    tree = BY_NAME[name]
+    try:
+        run = run_bootloader([f"--location={started.url(tree.name)}/", "--check=off", "--verify=off"],
+                             workdir)
+    finally:
+        started.stop()
+    assert run.status == 0, run.console
+    assert run.kernel == tree.content(tree.kernel)
+    kernel_get = min(batch for method, path, batch in started.log
+                     if method == "GET" and path.endswith("/" + tree.kernel))
+    return started, [entry for entry in started.log if entry[2] < kernel_get]
+
+
+def test_a_xen_pair_costs_no_menu_lookup(root, workdir):
+    """The layout's pair built for Xen wins over any menu: no menu file is asked for."""
+    started, before = _boot_log(root, workdir, "debian-mirror")
+    assert not [path for _, path, _ in started.log if path.endswith(MENU_FILES)], started.log
+    assert_steps(started, 1, before)
+    assert len(before) <= 12
+
+
+def test_a_live_tree_asks_its_menus_in_one_step_of_their_own(root, workdir):
+    """No Xen pair: the likely menu files come in one batch after the search."""
+    started, before = _boot_log(root, workdir, "ubuntu2204-live-server")
+    menus = [batch for _, path, batch in before if path.endswith(MENU_FILES)]
+    pair = max(batch for _, path, batch in before if path.endswith("/casper/initrd"))
+    assert menus and min(menus) > pair, before  # not mixed into the search's batches
+    assert_steps(started, 3, before)  # the marker, its family's pairs, the menus

@@ -89,8 +89,8 @@ def choose(request: Request, options: TransportOptions, ui: UI, trees: contextli
 
 
 def _remembering(tree: Tree, request: Request) -> Tree:
-    """The location, keeping every answer; the boot menu's files asked with the
-    layout search's first batch, so that the menu costs no round trip of its own."""
+    """The location, keeping every answer; the boot menu's likely files asked in
+    one batch once the menu is looked at (see :mod:`.menuboot`)."""
     if not request.menu_args or request.kernel is not None:
         return MemoTree(tree)
     from .menuboot import remembering

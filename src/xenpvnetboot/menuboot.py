@@ -37,8 +37,8 @@ def is_pxe_server(location: Optional[Location], tree: Tree) -> bool:
     return location.kind == Kind.URL and location.scheme in ("tftp", "http", "https")
 
 
-#: The menu files network trees carry most often, read with the layout search's
-#: first batch (the rest only when these are missing).
+#: The menu files network trees carry most often, read in one batch when the
+#: menu is looked at (the rest only when these are missing).
 LIKELY_MENUS = ("boot/grub/grub.cfg", "EFI/BOOT/grub.cfg", "isolinux/isolinux.cfg",
                 "boot/grub/loopback.cfg", "isolinux.cfg", "syslinux.cfg", "extlinux.conf")
 #: The top-level directories of the other menu files: where the server says
@@ -64,8 +64,15 @@ def likely_menus(tree: Tree, location: Optional[Location], mac: Optional[str],
 def remembering(tree: Tree, location: Optional[Location], mac: Optional[str],
                 ip: Optional[object], arches: Tuple[str, ...]) -> Tree:
     """*tree*, keeping its answers, with the likely menu files read (and the menus'
-    directories asked) in the layout search's first batch."""
-    return MemoTree(tree, likely_menus(tree, location, mac, ip, arches), MENU_DIRECTORIES)
+    directories asked) in one batch once the menu is looked at (:func:`_look`)."""
+    return MemoTree(tree, likely_menus(tree, location, mac, ip, arches), MENU_DIRECTORIES,
+                    early=False)
+
+
+def _look(tree: Tree) -> None:
+    """About to read the menu: the likely menu files, all in one batch."""
+    if isinstance(tree, MemoTree):
+        tree.ask_ahead()
 
 
 def with_menu(selection: Optional[Selection], failure: Optional[BootError], tree: Optional[Tree],
@@ -84,6 +91,7 @@ def with_menu(selection: Optional[Selection], failure: Optional[BootError], tree
     pxe = is_pxe_server(location, tree)
     if explicit_kernel:
         assert selection is not None
+        _look(tree)
         outcome = from_medium(tree, kernel=selection.kernel.path, pxe=pxe, mac=mac, ip=ip,
                               arches=arches)
         _say(outcome.warnings, warn)
@@ -93,6 +101,7 @@ def with_menu(selection: Optional[Selection], failure: Optional[BootError], tree
                                    reason=f"{selection.reason}; arguments of {outcome.boot.reason}")
     if explicit_ramdisk or (selection is not None and selection.xen_specific and entry is None):
         return _or_fail(selection, failure)
+    _look(tree)
     outcome = from_medium(tree, wanted=entry, pxe=pxe, mac=mac, ip=ip, arches=arches)
     _say(outcome.warnings, warn)
     boot = outcome.boot

@@ -1,11 +1,15 @@
-"""A tree that remembers what it was told, and asks ahead with its first batch.
+"""A tree that remembers what it was told, and asks ahead in one batch.
 
 The layout search and the boot-menu lookup both ask a location which small
 files it has.  Over http each question is a round trip, so the location is
 wrapped once per boot: every answer (a stat, a small file's bytes, a "not
 found") is kept, and the small files the menu lookup will want are asked
-together with the layout search's first batch (:meth:`stat_many` on a tree
-that overlaps requests), so that the menu costs no round trip of its own.
+together in one batch (:meth:`stat_many` on a tree that overlaps requests):
+with the first batch of the search (*early*), or when :meth:`ask_ahead` is
+called.  The boot-menu lookup asks them only when it looks at a menu at
+all: not when the layout's pair is built for Xen, which always wins.  Under
+the transport's connection cap a batch of its own costs the round trips that
+riding along with the search would add anyway.
 Everything else (streaming, image access, URLs) goes to the tree itself.
 """
 
@@ -19,11 +23,12 @@ from .base import Answer, FileInfo, Sink, Tree
 
 class MemoTree(Tree):
     """*tree*, with its answers kept; *ahead* (path -> size limit) read and
-    *ahead_stats* asked with the first batch."""
+    *ahead_stats* asked with the first batch (*early*) or by :meth:`ask_ahead`."""
 
     def __init__(self, tree: Tree, ahead: Optional[Mapping[str, int]] = None,
-                 ahead_stats: Sequence[str] = ()) -> None:
+                 ahead_stats: Sequence[str] = (), early: bool = True) -> None:
         self.inner = tree
+        self._early = early
         self._ahead: Dict[str, int] = dict(ahead or {})
         self._ahead_stats = list(ahead_stats)
         self._stats: Dict[str, Answer] = {}
@@ -68,7 +73,7 @@ class MemoTree(Tree):
                   reads: Optional[Mapping[str, int]] = None) -> Dict[str, Answer]:
         reads = dict(reads or {})
         asked = list(paths)
-        if (self._ahead or self._ahead_stats) and self.parallel_stats:
+        if (self._ahead or self._ahead_stats) and self.parallel_stats and self._early:
             for path, limit in self._ahead.items():
                 if path not in self._reads and path not in reads and path not in paths:
                     reads[path] = limit
@@ -95,6 +100,13 @@ class MemoTree(Tree):
                 known[path] = FileInfo(size=len(answer)) if isinstance(answer, bytes) else answer
         known.update((path, self._reads[path]) for path in reads if path in self._reads)
         return known
+
+    def ask_ahead(self) -> None:
+        """Ask the read-ahead now, in one batch, unless a batch carried it already
+        (or the tree asks one path at a time, where it brings nothing)."""
+        self._early = True
+        if (self._ahead or self._ahead_stats) and self.parallel_stats:
+            self.stat_many([])
 
     def absent(self, path: str) -> bool:
         """Whether *path* is surely missing: asked already, or below a top-level
