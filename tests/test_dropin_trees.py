@@ -146,11 +146,14 @@ def iso_named(tmp_path_factory):
     return base
 
 
-def _boots(location: str, workdir: str, tree: LayoutTree, image: bool):
-    run = run_bootloader([f"--location={location}", "--check=off", "--verify=off"], workdir)
-    assert run.status == 0, run.console
-    assert run.kernel == tree.content(tree.kernel) and run.ramdisk == tree.content(tree.ramdisk)
-    assert (".iso:/" in run.console) == image, run.console
+def _boot(location: str, workdir: str):
+    return run_bootloader([f"--location={location}", "--check=off", "--verify=off"], workdir)
+
+
+def _booted(run, tree: LayoutTree, image: bool) -> bool:
+    """*run* booted *tree*'s pair, read from an image (``x.iso:/`` on the console) or not."""
+    return (run.status == 0 and run.kernel == tree.content(tree.kernel)
+            and run.ramdisk == tree.content(tree.ramdisk) and (".iso:/" in run.console) == image)
 
 
 @pytest.mark.parametrize("directories", ["listing", "403", "404-without-slash"])
@@ -158,8 +161,10 @@ def test_directory_named_iso_over_http(iso_named, workdir, directories):
     """A redirect to ``name.iso/`` (then a listing or a 403), or a 404 while ``name.iso/`` answers."""
     server = TreeServer(iso_named, directories=directories).start()
     try:
-        _boots(server.url("debian-8.iso"), workdir, UNPACKED, image=False)
-        _boots(server.url("real.iso"), workdir, BY_NAME["debian-daily"], image=True)
+        unpacked = _boot(server.url("debian-8.iso"), workdir)
+        assert _booted(unpacked, UNPACKED, image=False), unpacked.console
+        real = _boot(server.url("real.iso"), workdir)
+        assert _booted(real, BY_NAME["debian-daily"], image=True), real.console
     finally:
         server.stop()
 
@@ -170,7 +175,8 @@ def test_directory_named_iso_on_a_server_without_directories(iso_named, workdir)
     try:
         run = run_bootloader([f"--location={server.url('debian-8.iso')}"], workdir)
         assert run.status == 1 and "end the location with a /" in run.console, run.console
-        _boots(server.url("debian-8.iso") + "/", workdir, UNPACKED, image=False)
+        named = _boot(server.url("debian-8.iso") + "/", workdir)
+        assert _booted(named, UNPACKED, image=False), named.console
     finally:
         server.stop()
 
@@ -251,8 +257,10 @@ def nginx(iso_named, root, request):
 
 
 def test_nginx_directory_named_iso_and_a_real_iso(nginx, workdir):
-    _boots(nginx.url("debian-8.iso"), workdir, UNPACKED, image=False)
-    _boots(nginx.url("real.iso"), workdir, BY_NAME["debian-daily"], image=True)
+    unpacked = _boot(nginx.url("debian-8.iso"), workdir)
+    assert _booted(unpacked, UNPACKED, image=False), unpacked.console
+    real = _boot(nginx.url("real.iso"), workdir)
+    assert _booted(real, BY_NAME["debian-daily"], image=True), real.console
 
 
 @pytest.mark.parametrize("name", ["debian8-netinst", "debian-daily", "netboot-xen-directory",

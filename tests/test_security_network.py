@@ -51,17 +51,17 @@ def test_policy_follows_what_the_location_names():
 
 
 @pytest.fixture(scope="module")
-def test_host():
+def outside_host():
     need_test_host()
     with TestHost() as host:
         yield host
 
 
 @pytest.fixture
-def redirector(test_host, tmp_path):
+def redirector(outside_host, tmp_path):
     """An http server on the test host (not loopback) that redirects as told."""
-    with test_host.entered():
-        server = TestHTTPServer(str(tmp_path), host=test_host.address)
+    with outside_host.entered():
+        server = TestHTTPServer(str(tmp_path), host=outside_host.address)
     server.start()
     yield server
     server.stop()
@@ -74,9 +74,9 @@ def redirector(test_host, tmp_path):
     "http://{link_local}:{port}/{path}",
     "http://localhost:{port}/{path}",
 ])
-def test_redirect_to_this_hosts_network_is_refused(redirector, test_host, http_server, workdir,
+def test_redirect_to_this_hosts_network_is_refused(redirector, outside_host, http_server, workdir,
                                                    target):
-    url = target.format(port=http_server.port, path=K, link_local=test_host.link_local)
+    url = target.format(port=http_server.port, path=K, link_local=outside_host.link_local)
     redirector.faults["/" + K] = ("redirect", url)
     before = len(http_server.requests)
     run = run_bootloader([f"--location={redirector.url('OL6')}"], workdir,
@@ -89,9 +89,9 @@ def test_redirect_to_this_hosts_network_is_refused(redirector, test_host, http_s
     assert len(run.error_lines) == 1 and "Traceback" not in run.console
 
 
-def test_redirect_between_ordinary_addresses_still_works(redirector, test_host, sample_root, workdir):
-    with test_host.entered():
-        origin = TestHTTPServer(sample_root, host=test_host.address)
+def test_redirect_between_ordinary_addresses_still_works(redirector, outside_host, sample_root, workdir):
+    with outside_host.entered():
+        origin = TestHTTPServer(sample_root, host=outside_host.address)
     origin.start()
     try:
         redirector.faults["/" + K] = ("redirect", origin.url(K))

@@ -223,4 +223,5 @@ def test_distribution_gpg_keys_tree_skips_copr_and_is_lazy(tmp_path):
 def test_fallback_not_read_when_the_first_keyrings_have_the_key():
     key = Key.make()
     keys = _store(key, fallback=lambda: pytest.fail("the fallback keyrings were read"))
-    verify_clearsigned(key.clearsign(b"x\n"), keys, "I")
+    signed = verify_clearsigned(key.clearsign(b"x\n"), keys, "I")
+    assert signed.signer.fingerprint == key.fingerprint.lower()
