@@ -35,8 +35,10 @@ read a request).  A round trip on this veth takes some 0.1 ms, below the
 log's millisecond, and this kernel has no ``netem`` to lengthen it, so for
 that count the requests reach nginx through a proxy in the server namespace
 that holds each piece of a request for --delay-ms (default 20 ms) before
-passing it on: requests that nginx reads within half that delay of each
-other were in flight together, one that comes later waited for an answer.
+passing it on, and a new connection's first for as long again (its
+handshake): requests that nginx reads within half that delay of each
+other were in flight together, one that comes later waited for an answer,
+and a wave that opened a connection waited for its handshake as well.
 Needs root; prints why and exits 0 elsewhere.  Ends with ``RESULT link.*``
 lines.
 
@@ -173,6 +175,8 @@ class DelayProxy:
 
     async def _connection(self, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> None:
+        # A new connection's handshake is a round trip of its own.
+        await asyncio.sleep(self.delay)
         up_reader, up_writer = await asyncio.open_connection(self.link.server, PORT)
         await asyncio.gather(self._pump(reader, up_writer, self.delay),
                              self._pump(up_reader, writer, 0.0), return_exceptions=True)
@@ -215,13 +219,23 @@ def waves(requests: Sequence[Request], delay: float) -> List[List[Request]]:
 
 def before_first_body(requests: Sequence[Request], delay: float) -> Tuple[int, int, int]:
     """(requests, sequential round trips) before the wave that brings the first
-    byte of the kernel or ramdisk, and all requests of the boot."""
+    byte of the kernel or ramdisk, and all requests of the boot.
+
+    A wave that had to open a connection (nginx saw a connection number it
+    had not seen) waited for a handshake too: a round trip more.  The first
+    wave's is not counted, as curl's own is not either.
+    """
     grouped = waves(requests, delay)
+    seen = {r.connection for r in grouped[0]} if grouped else set()
+    trips = 0
     for number, wave in enumerate(grouped):
+        fresh = {r.connection for r in wave} - seen
+        seen |= fresh
+        trips += bool(number and fresh)
         if any(r.method == "GET" and r.uri.endswith(FILES) and r.status in (200, 206)
                and r.body_bytes for r in wave):
-            return sum(len(w) for w in grouped[:number]), number, len(requests)
-    return len(requests), len(grouped), len(requests)
+            return sum(len(w) for w in grouped[:number]), trips + number, len(requests)
+    return len(requests), trips + len(grouped), len(requests)
 
 
 class Bench:

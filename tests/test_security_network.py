@@ -156,3 +156,19 @@ def test_private_hosts_file_really_resolves(rebinding_hosts, http_server, workdi
                          env=rebinding_hosts)
     assert run.status == 0, run.console
     assert os.path.exists("/etc/hosts")
+
+
+def test_kept_connections_are_shared_only_under_the_same_policy():
+    """libcurl checks an address when it opens a connection, not when it reuses
+    one: a tree whose location named loopback must not lend its connections
+    to a tree that may not reach loopback."""
+    from xenpvnetboot.location import open_location
+    from xenpvnetboot.transports import TransportOptions
+
+    options = TransportOptions(timeout=5, retries=0)
+    with open_location("http://127.0.0.1:9/a/", options) as loopback, \
+            open_location("http://127.0.0.1:9/b/", options) as same, \
+            open_location("http://192.0.2.1/c/", options) as elsewhere:
+        assert loopback._pool is same._pool
+        assert elsewhere._pool is not loopback._pool
+        assert not elsewhere._peers.permits("127.0.0.1") and loopback._peers.permits("127.0.0.1")

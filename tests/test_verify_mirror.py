@@ -307,3 +307,40 @@ def test_treeinfo_tree_says_it_has_no_signature(tmp_path, served, key, real_pair
         verdict = report.verdict("kernel")
         assert isinstance(verdict, NoChain) and ".treeinfo trees carry no signature" in verdict.reason
         assert report.apply(selection).kernel.sha256 == sha256_file(kernel)  # .treeinfo's hash stays
+
+
+def test_both_lists_in_one_round_trip_on_the_locations_connections(tmp_path, key, real_pair):
+    """The InRelease and the likely SHA256SUMS are asked together, and the
+    suite directory's tree reuses the location's connections (a new tree of
+    its own would open new ones: a round trip more, two or three with TLS)."""
+    from support.layout_trees import TreeServer
+
+    from xenpvnetboot.transports.curl.pool import MAX_HOST_CONNECTIONS
+
+    build_mirror(str(tmp_path), key, *real_pair)
+    server = TreeServer(str(tmp_path), directories="403", quiet=0.3).start()
+    try:
+        report, _, stack = _check(server, key)
+        with stack:
+            assert isinstance(report.verdict("kernel"), Verified)
+            assert isinstance(report.verdict("ramdisk"), Verified)
+        lists = [batch for _, path, batch in server.log if path.endswith(("InRelease", "SHA256SUMS"))]
+        assert len(lists) == 2 and lists[0] == lists[1], server.log
+        assert server.connections <= MAX_HOST_CONNECTIONS
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("rel, sums", [
+    ("main/installer-amd64/current/images/netboot/xen/vmlinuz",
+     "main/installer-amd64/current/images/SHA256SUMS"),
+    ("main/installer-amd64/current/legacy-images/netboot/ubuntu-installer/amd64/linux",
+     "main/installer-amd64/current/legacy-images/SHA256SUMS"),
+    ("main/images/x/images/linux", "main/images/x/images/SHA256SUMS"),
+    ("main/installer-amd64/current/netboot/linux", None),
+    ("images", None),
+])
+def test_the_likely_sums_of_a_file(rel, sums):
+    from xenpvnetboot.verify.debian import likely_sums
+
+    assert likely_sums(rel) == sums

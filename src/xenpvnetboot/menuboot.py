@@ -65,8 +65,10 @@ def remembering(tree: Tree, location: Optional[Location], mac: Optional[str],
                 ip: Optional[object], arches: Tuple[str, ...]) -> Tree:
     """*tree*, keeping its answers, with the likely menu files read (and the menus'
     directories asked) in one batch once the menu is looked at (:func:`_look`)."""
-    return MemoTree(tree, likely_menus(tree, location, mac, ip, arches), MENU_DIRECTORIES,
-                    early=False)
+    # The location itself too, unless the search asked it: its answer is what
+    # lets a missing directory rule out the menu files below it.
+    return MemoTree(tree, lambda: likely_menus(tree, location, mac, ip, arches),
+                    ("",) + MENU_DIRECTORIES, early=False)
 
 
 def _look(tree: Tree) -> None:
@@ -84,13 +86,15 @@ def with_menu(selection: Optional[Selection], failure: Optional[BootError], tree
     *selection* is the layout search's answer, or None when it failed with
     *failure* (raised again when the menu has nothing better).
     """
-    from .menus import from_medium
-
     if tree is None or (explicit_kernel and (selection is None or selection.kernel.tree is not tree)):
         return _or_fail(selection, failure)
     pxe = is_pxe_server(location, tree)
+    # The parsers are loaded only when a menu is looked at: a boot of the
+    # layout's Xen pair never loads them.
     if explicit_kernel:
         assert selection is not None
+        from .menus import from_medium
+
         _look(tree)
         outcome = from_medium(tree, kernel=selection.kernel.path, pxe=pxe, mac=mac, ip=ip,
                               arches=arches)
@@ -101,6 +105,8 @@ def with_menu(selection: Optional[Selection], failure: Optional[BootError], tree
                                    reason=f"{selection.reason}; arguments of {outcome.boot.reason}")
     if explicit_ramdisk or (selection is not None and selection.xen_specific and entry is None):
         return _or_fail(selection, failure)
+    from .menus import from_medium
+
     _look(tree)
     outcome = from_medium(tree, wanted=entry, pxe=pxe, mac=mac, ip=ip, arches=arches)
     _say(outcome.warnings, warn)
@@ -136,10 +142,10 @@ def list_entries(tree: Tree, location: Optional[Location], mac: Optional[str],
 
 def live_args(selection: Selection, tree: Tree, location: Optional[Location]) -> str:
     """What a live kernel fetched from a remote location needs to fetch the rest of itself."""
-    from .menus import live_network_args
-
     if location is None or location.is_local or not selection.menu_args:
         return ""
+    from .menus import live_network_args
+
     image = location.kind in (Kind.REMOTE_IMAGE, Kind.NFS_IMAGE)
     where = location.display()
     if "***" in where:  # a password is never handed on to the guest

@@ -44,6 +44,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._empty(405)
         if fault in ("503", "429", "500", "403"):
             return self._empty(int(fault))
+        if isinstance(fault, tuple) and fault[0] == "error-page":
+            return self._error_page(fault[1], fault[2], head)
         if isinstance(fault, tuple) and fault[0] == "redirect":
             return self._redirect(fault[1])
         if fault == "endless":
@@ -86,6 +88,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.wfile.write(data)
                 remaining -= len(data)
                 self.server.bytes_sent += len(data)
+
+    def _error_page(self, status: int, size: int, head: bool) -> None:
+        """An error answer with an HTML body of *size* bytes, as nginx and Apache send."""
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        if not head:
+            try:
+                for start in range(0, size, 1 << 16):
+                    self.wfile.write(b"x" * min(1 << 16, size - start))
+                    self.server.error_bytes_sent += min(1 << 16, size - start)
+            except OSError:
+                self.close_connection = True
 
     def _empty(self, status: int) -> None:
         self.send_response(status)
@@ -169,6 +185,10 @@ class TestHTTPServer(http.server.ThreadingHTTPServer):
     #: Layout detection asks many paths at once; the default backlog of 5
     #: would drop SYNs and cost seconds of retries.
     request_queue_size = 128
+    #: TCP connections accepted, and body bytes of error pages sent (class
+    #: defaults: subclasses built without this __init__ count too).
+    connections = 0
+    error_bytes_sent = 0
 
     def __init__(self, root: str, host: str = "127.0.0.1", tls: Optional[ssl.SSLContext] = None) -> None:
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -184,6 +204,10 @@ class TestHTTPServer(http.server.ThreadingHTTPServer):
             self.socket = tls.wrap_socket(self.socket, server_side=True)
         self.host = host
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    def process_request(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+        self.connections += 1
+        super().process_request(request, client_address)
 
     def next_fault(self, path: str, head: bool) -> object:
         """The behaviour for this request: a fault, or a list consumed in order."""

@@ -19,9 +19,14 @@ the markers and the likeliest pair together (about a dozen requests),
 and the second the few pairs of the family a marker named: most trees
 cost two steps before their files are fetched.  A tree without a marker
 or the likeliest pair costs a step more: its top-level directories, then
-what they leave of the walk.  (Over http a step of n requests is
-ceil(n / 6) round trips: the transport keeps six connections to a server
-at most.)  Elsewhere every path is asked at most once, in the order above.
+what they leave of the walk.  Over http a step of n requests is
+ceil(n / 6) round trips (the transport keeps six connections to a server
+at most, each carrying one request at a time), so there the first step is
+split: the markers, then the likeliest pair only if no marker decided (it
+and the location itself ride along in a later round trip's free places).
+A marked family's pairs then come in the second round trip, and a Debian
+mirror's pair still does.  Elsewhere every path is asked at most once, in
+the order above.
 """
 
 from __future__ import annotations
@@ -301,12 +306,20 @@ def detect(tree: Tree, arches: Tuple[str, ...], warn: Optional[Say] = None,
     *note*, if given, is told every path tried when nothing is found.
     """
     probe = Probe(tree)
+    later: List[str] = []
     if probe.parallel:
         reads, stats = first_round(arches)
+        if probe.width is not None and len(reads) + len(stats) > probe.width:
+            # The batch would take two round trips anyway: the markers first,
+            # so that a marked family's pairs fill the second; the rest rides
+            # along where a round trip has room, and is asked before a walk.
+            stats, later = [], stats
+            probe.tag_along = list(later)
         probe.ask(stats, reads)
     story: List[str] = []
     found = by_metadata(probe, arches, story)
     if found is None:
+        probe.ask(later)
         directories_for_walk(probe, arches)
         found = walk(probe, arches) or alone(probe, arches)
     if found is None and warn is not None:

@@ -35,6 +35,11 @@ class Probe:
     def __init__(self, tree: Tree) -> None:
         self.tree = tree
         self.parallel = bool(getattr(tree, "parallel_stats", False))
+        #: Requests a parallel tree answers in one round trip (None: no limit known).
+        self.width: Optional[int] = getattr(tree, "round_width", None) if self.parallel else None
+        #: Paths worth knowing that ride along with a later batch where its
+        #: last round trip has room (see :meth:`ask`).
+        self.tag_along: List[str] = []
         self._stats: Dict[str, Answer] = {}
         self._reads: Dict[str, Answer] = {}
         #: Top-level directories the server said it does not have.
@@ -71,12 +76,23 @@ class Probe:
                 wanted = wanted[:1]
         if not wanted and not wanted_reads:
             return
+        if self.parallel and self.tag_along:
+            wanted += self._riders(len(wanted) + len(wanted_reads), wanted)
         self.batches += 1
         answers = self.tree.stat_many(wanted, wanted_reads)
         for path in wanted_reads:
             self._reads[path] = answers.get(path, NotFound(path))
         for path in wanted:
             self._stats[path] = answers.get(path, NotFound(path))
+
+    def _riders(self, asked: int, wanted: Sequence[str]) -> List[str]:
+        """The :attr:`tag_along` paths that fit in the free places of a batch of
+        *asked* requests' last round trip (all of them without a known width)."""
+        waiting = [path for path in self.tag_along if path not in self._stats
+                   and path not in wanted and not self._ruled_out(path)]
+        room = len(waiting) if self.width is None else -asked % self.width
+        self.tag_along = waiting[room:]
+        return waiting[:room]
 
     def learn_directories(self, names: Sequence[str]) -> None:
         """Rule out the paths below *names* the server answered 404 for (see module doc).

@@ -15,7 +15,7 @@ Everything else (streaming, image access, URLs) goes to the tree itself.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
 
 from ..errors import BootError
 from .base import Answer, FileInfo, Sink, Tree
@@ -25,11 +25,15 @@ class MemoTree(Tree):
     """*tree*, with its answers kept; *ahead* (path -> size limit) read and
     *ahead_stats* asked with the first batch (*early*) or by :meth:`ask_ahead`."""
 
-    def __init__(self, tree: Tree, ahead: Optional[Mapping[str, int]] = None,
+    def __init__(self, tree: Tree,
+                 ahead: Union[None, Mapping[str, int], Callable[[], Mapping[str, int]]] = None,
                  ahead_stats: Sequence[str] = (), early: bool = True) -> None:
         self.inner = tree
         self._early = early
-        self._ahead: Dict[str, int] = dict(ahead or {})
+        #: A callable *ahead* is called when the read-ahead is asked: what it
+        #: needs to know (the menu parsers' paths) is loaded only then.
+        self._make_ahead = ahead if callable(ahead) else None
+        self._ahead: Dict[str, int] = {} if callable(ahead) else dict(ahead or {})
         self._ahead_stats = list(ahead_stats)
         self._stats: Dict[str, Answer] = {}
         self._reads: Dict[str, Answer] = {}
@@ -73,6 +77,8 @@ class MemoTree(Tree):
                   reads: Optional[Mapping[str, int]] = None) -> Dict[str, Answer]:
         reads = dict(reads or {})
         asked = list(paths)
+        if self._early:
+            self._resolve_ahead()
         if (self._ahead or self._ahead_stats) and self.parallel_stats and self._early:
             for path, limit in self._ahead.items():
                 if path not in self._reads and path not in reads and path not in paths:
@@ -105,8 +111,14 @@ class MemoTree(Tree):
         """Ask the read-ahead now, in one batch, unless a batch carried it already
         (or the tree asks one path at a time, where it brings nothing)."""
         self._early = True
+        self._resolve_ahead()
         if (self._ahead or self._ahead_stats) and self.parallel_stats:
             self.stat_many([])
+
+    def _resolve_ahead(self) -> None:
+        if self._make_ahead is not None:
+            self._ahead.update(self._make_ahead())
+            self._make_ahead = None
 
     def absent(self, path: str) -> bool:
         """Whether *path* is surely missing: asked already, or below a top-level

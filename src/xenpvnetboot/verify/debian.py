@@ -16,7 +16,10 @@ request is spent probing.  The location may be any directory below
 to the suite uses :class:`.origin.Origin`.
 
 Costs on top of the boot: the ``InRelease`` (~150 KiB) and one ``SHA256SUMS``
-(~80 KiB) for the kernel and ramdisk together.
+(~80 KiB) for the kernel and ramdisk together.  Both are asked in one round
+trip: the ``SHA256SUMS`` of the nearest ``images`` directory (``*-images``
+too) is read ahead with the ``InRelease``, and used only if the Release
+lists it with that hash, as it would be when fetched after.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from ..errors import NotFound
 from ..layouts.model import FileRef
 from ..transports import Tree
+from ..transports.memo import MemoTree
 from .lists import MAX_LIST_SIZE, ListError, Release, parse_release, parse_sums
 from .model import FileVerdict, NoChain, Report, Verdict, Verified, same_for_all
 from .openpgp import KeyStore
@@ -82,6 +86,31 @@ def nearest_sums(release: Release, rel: str) -> Optional[Tuple[str, str]]:
         if release.entry(f"{directory}/{SUMS}") is not None:
             return directory, "/".join(parts[cut:])
     return None
+
+
+def likely_sums(rel: str) -> Optional[str]:
+    """The ``SHA256SUMS`` of the deepest ``images`` (or ``*-images``) directory
+    above *rel*, where Debian and Ubuntu keep it; None without one."""
+    parts = rel.split("/")[:-1]
+    for cut in range(len(parts), 0, -1):
+        if parts[cut - 1] == "images" or parts[cut - 1].endswith("-images"):
+            return "/".join(parts[:cut] + [SUMS])
+    return None
+
+
+def asking_ahead(tree: Tree, suite: SuitePath, rels: Sequence[str]) -> Tree:
+    """*tree*, with the ``InRelease`` and the likely ``SHA256SUMS`` of *rels*
+    asked together in one batch (one round trip instead of two)."""
+    if not getattr(tree, "parallel_stats", False):
+        return tree
+    ahead = {suite.in_tree("InRelease"): MAX_LIST_SIZE}
+    for rel in rels:
+        sums = likely_sums(rel)
+        if sums is not None:
+            ahead[suite.in_tree(sums)] = MAX_LIST_SIZE
+    memo = MemoTree(tree, ahead=ahead, early=False)
+    memo.ask_ahead()
+    return memo
 
 
 def read_release(tree: Tree, suite: SuitePath, keys: KeyStore) -> "SignedList | NoChain":
@@ -159,6 +188,7 @@ def check_mirror(
         tree, owned = origin.ancestor(first.levels_up)
         if owned:
             stack.enter_context(tree)
+        tree = asking_ahead(tree, first, [place.rel for place in places if place is not None])
         try:
             signed = read_release(tree, first, keys)
             if isinstance(signed, NoChain):
@@ -182,4 +212,5 @@ def check_mirror(
         return Report(tuple(verdicts))
 
 
-__all__ = ["SuitePath", "check_mirror", "nearest_sums", "read_release", "suite_path"]
+__all__ = ["SuitePath", "asking_ahead", "check_mirror", "likely_sums", "nearest_sums", "read_release",
+           "suite_path"]

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     pass
 
 MAX_REDIRECTS = 5
+#: How much of an HTTP error answer's body a lookup reads (and drops) to
+#: keep its connection; a longer one is cut, and the connection with it.
+ERROR_BODY_LIMIT = 64 << 10
 #: Characters left as they are in the path of a URL we build.
 SAFE_PATH = "/~!$&'()*+,;=:@-._"
 
@@ -29,9 +32,14 @@ class _Transfer:
     """One request on the multi handle, with what it needs to report on itself."""
 
     def __init__(
-        self, handle: pycurl.Curl, path: str, sink: Optional[Sink], probe: bool = False
+        self, handle: pycurl.Curl, path: str, sink: Optional[Sink], probe: bool = False,
+        lookup: bool = False,
     ) -> None:
         self.handle = handle
+        #: A lookup without FAILONERROR (see ``CurlTree._handle``): the HTTP
+        #: status read from the headers decides, and an error body is dropped.
+        self.lookup = lookup
+        self._error_body = 0
         #: Why a connection was refused (see :mod:`.peers`), for the error.
         self.refused: Optional[str] = None
         #: The ``Content-Range`` of a 206 answer, checked against what was asked.
@@ -56,6 +64,9 @@ class _Transfer:
 
     def write(self, data: bytes) -> int:
         sink = self.sink
+        if self.lookup and self.status >= 400:
+            self._error_body += len(data)
+            return len(data) if self._error_body <= ERROR_BODY_LIMIT else 0
         self.started = True
         if self.span is not None and self.check_range and not self.range_ok:
             if self.status != 206 or not self._range_matches():
@@ -67,6 +78,15 @@ class _Transfer:
             # a HEAD-style check ignores what libcurl passes (FTP pseudo-headers).
             return 0 if self.probe else len(data)
         return sink.write(data)
+
+    def judge_status(self) -> None:
+        """A lookup's HTTP error status as the failure FAILONERROR would have given."""
+        if not (self.lookup and self.status >= 400):
+            return
+        # No error yet, or the one of an error body cut at ERROR_BODY_LIMIT.
+        if self.error is None or self.error[0] == pycurl.E_WRITE_ERROR:
+            self.error = (pycurl.E_HTTP_RETURNED_ERROR,
+                          f"The requested URL returned error: {self.status}")
 
     def header(self, line: bytes) -> None:
         """Keep the last status, ETag, type and range seen (the final response's)."""
@@ -122,6 +142,8 @@ class _Transfer:
         libcurl forbids getinfo() inside callbacks, but hands the size here.
         """
         sink = self.sink
+        if self.lookup and self.status >= 400:
+            return 0  # an error answer's size is not the file's
         if sink is not None and sink.expected is None and dltotal > 0 and self.span is None:
             try:
                 sink.expect(self.offset + dltotal)

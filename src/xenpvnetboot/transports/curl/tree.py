@@ -18,6 +18,7 @@ from ..base import (Answer, FileInfo, Sink, TransportOptions, Tree, answer_of, j
 
 if TYPE_CHECKING:
     from ...location import Location
+from .pool import MAX_HOST_CONNECTIONS, pool_for
 from .ranges import RangeSource
 from .transfer import (MAX_REDIRECTS, SAFE_PATH, _answer, _file_info, _incomplete, _is_directory,
                        _redirected_to_slash, _ResumeRefused, _Transfer, failure_of)
@@ -27,13 +28,6 @@ BUFFER_SIZE = 512 * 1024
 #: Requests :meth:`CurlTree.stat_many` hands libcurl together: a layout
 #: search's first batch fits.
 PARALLEL_STATS = 48
-#: Connections open to one server at a time; the rest of a batch waits for a
-#: free one (and reuses it where the server keeps connections alive).  What
-#: browsers allow themselves: mirrors that limit connections per client
-#: answer 503 beyond a few, and a small server's listen queue (Python's
-#: http.server: 5) drops the SYNs of a wider burst, which costs a 1 s TCP
-#: retransmission each, seconds in all.
-MAX_HOST_CONNECTIONS = 6
 #: System CA bundles of the distributions Xen runs on (Debian, Fedora, SUSE, Alpine/BSD).
 CA_BUNDLES = (
     "/etc/ssl/certs/ca-certificates.crt",
@@ -86,9 +80,10 @@ class CurlTree(Tree):
         self._ca_bundle = options.ca_cert or system_ca_bundle()
         if options.ca_cert and options.ca_cert_data is None and not os.access(options.ca_cert, os.R_OK):
             raise UsageError(f"--ca-cert {options.ca_cert}: cannot read the file")
-        self._multi = pycurl.CurlMulti()
-        self._multi.setopt(pycurl.M_MAX_HOST_CONNECTIONS, MAX_HOST_CONNECTIONS)
-        self._idle: List[pycurl.Curl] = []
+        self._pool = pool_for(self._peers)
+        self._multi = self._pool.multi
+        self._idle = self._pool.idle
+        self._closed = False
 
     # -- URLs and handles ------------------------------------------------------
 
@@ -98,7 +93,16 @@ class CurlTree(Tree):
     def _real_url(self, path: str) -> str:
         return join_url_path(self.base, quote(path, safe=SAFE_PATH))
 
-    def _handle(self, url: str, nobody: bool) -> pycurl.Curl:
+    def _handle(self, url: str, nobody: bool, keep_alive_on_error: bool = False) -> pycurl.Curl:
+        """A handle for *url*; *keep_alive_on_error* for lookups, whose 404s are common.
+
+        libcurl closes the connection when FAILONERROR turns an HTTP error
+        into a failure, so every 404 of a layout search would cost a new
+        connection (a round trip more, two or three with TLS) for the next
+        request.  A lookup reads the error answer's status instead
+        (:meth:`_Transfer.header`) and lets libcurl read its small body to
+        the end, which keeps the connection.
+        """
         handle = self._idle.pop() if self._idle else pycurl.Curl()
         handle.reset()
         opts = self.options
@@ -108,7 +112,7 @@ class CurlTree(Tree):
         handle.setopt(pycurl.FOLLOWLOCATION, 1)
         handle.setopt(pycurl.MAXREDIRS, MAX_REDIRECTS)
         handle.setopt(pycurl.NOSIGNAL, 1)
-        handle.setopt(pycurl.FAILONERROR, 1)
+        handle.setopt(pycurl.FAILONERROR, 0 if keep_alive_on_error else 1)
         handle.setopt(pycurl.USERAGENT, f"xenpvnetboot/{__version__}")
         handle.setopt(pycurl.CONNECTTIMEOUT, max(1, int(opts.timeout)))
         handle.setopt(pycurl.LOW_SPEED_LIMIT, 1)
@@ -159,14 +163,21 @@ class CurlTree(Tree):
                 while True:
                     queued, done, failed = multi.info_read()
                     for handle in done:
+                        by_handle[id(handle)].judge_status()
                         remaining -= 1
                     for handle, code, message in failed:
                         by_handle[id(handle)].error = (code, message)
+                        by_handle[id(handle)].judge_status()
                         remaining -= 1
                     if not queued:
                         break
                 if remaining:
-                    multi.select(1.0)
+                    # libcurl's own timer counts too: a request held back by
+                    # the connection cap starts on it when a connection frees.
+                    due = multi.timeout()
+                    wait = 1.0 if due < 0 else min(1.0, due / 1000)
+                    if wait > 0:
+                        multi.select(wait)
         finally:
             for transfer in transfers:
                 multi.remove_handle(transfer.handle)
@@ -209,8 +220,9 @@ class CurlTree(Tree):
     def _again(self, transfer: _Transfer) -> _Transfer:
         """A new request for a failed transfer: resumed if bytes arrived, else fresh."""
         sink = transfer.sink
-        handle = self._handle(self._real_url(transfer.path), nobody=sink is None)
-        again = _Transfer(handle, transfer.path, sink, transfer.probe)
+        handle = self._handle(self._real_url(transfer.path), nobody=sink is None,
+                              keep_alive_on_error=transfer.lookup)
+        again = _Transfer(handle, transfer.path, sink, transfer.probe, transfer.lookup)
         if transfer.span is not None and sink is not None:
             done = sink.written - transfer.base
             again.span, again.base = transfer.span, transfer.base
@@ -230,7 +242,8 @@ class CurlTree(Tree):
     # -- the Tree interface ----------------------------------------------------
 
     def stat(self, path: str) -> FileInfo:
-        transfer = _Transfer(self._handle(self._real_url(path), nobody=True), path, None)
+        handle = self._handle(self._real_url(path), nobody=True, keep_alive_on_error=True)
+        transfer = _Transfer(handle, path, None, lookup=True)
         transfer.handle.setopt(pycurl.HEADERFUNCTION, transfer.header)
         try:
             self._with_retries([transfer])
@@ -250,6 +263,12 @@ class CurlTree(Tree):
         """http(s) overlaps requests on the pool; FTP would log in once per request."""
         return self.scheme.startswith("http")
 
+    @property
+    def round_width(self) -> Optional[int]:
+        """Requests answered in one round trip: plain http carries one request per
+        connection at a time; https may multiplex many over one (HTTP/2)."""
+        return MAX_HOST_CONNECTIONS if self.scheme == "http" else None
+
     def stat_many(self, paths: Sequence[str],
                   reads: Optional[Mapping[str, int]] = None) -> Dict[str, Answer]:
         """HEADs and small GETs run together on the multi handle, :data:`PARALLEL_STATS` at a time."""
@@ -266,7 +285,8 @@ class CurlTree(Tree):
     def _asking(self, path: str, limit: Optional[int]) -> _Transfer:
         """A HEAD for *path*, or a GET of at most *limit* bytes into memory."""
         sink = None if limit is None else Sink(io.BytesIO(), self.url(path), max_size=limit)
-        transfer = _Transfer(self._handle(self._real_url(path), nobody=sink is None), path, sink)
+        handle = self._handle(self._real_url(path), nobody=sink is None, keep_alive_on_error=True)
+        transfer = _Transfer(handle, path, sink, lookup=True)
         transfer.handle.setopt(pycurl.HEADERFUNCTION, transfer.header)
         return transfer
 
@@ -354,14 +374,13 @@ class CurlTree(Tree):
         return RangeSource(self, path, size)
 
     def close(self) -> None:
-        for handle in self._idle:
-            handle.close()
-        self._idle.clear()
-        self._multi.close()
+        if not self._closed:
+            self._closed = True
+            self._pool.release()
 
 
 def open_tree(location: "Location", options: TransportOptions) -> CurlTree:
     return CurlTree(location, options)
 
 
-__all__ = ["CurlTree", "RangeSource", "open_tree", "redact", "system_ca_bundle"]
+__all__ = ["MAX_HOST_CONNECTIONS", "CurlTree", "RangeSource", "open_tree", "redact", "system_ca_bundle"]
