@@ -159,9 +159,7 @@ class Entry:
                 return meta[field]
         if not compute:
             return None
-        meta["content_sha256"] = digest = self._data_sha256()
-        self.cache.dir.write_new(self._dir, self.meta_name, json.dumps(meta).encode())
-        return digest
+        return self._digest_once(meta)
 
     def verdict(self, kind: str, content_sha256: Optional[str]) -> Optional[object]:
         """The report of *kind* kept for bytes of digest *content_sha256* (the entry's), if any."""
@@ -203,8 +201,19 @@ class Entry:
         elif info.mtime is None or info.mtime != meta.get("mtime"):
             return False
         if sha256 and sha256 not in (meta.get("sha256"), meta.get("content_sha256")):
-            return self._data_sha256() == sha256
+            return self._digest_once(meta) == sha256
         return True
+
+    def _digest_once(self, meta: dict) -> str:
+        """The stored bytes' SHA-256: the one computed as they arrived, else computed
+        now and kept (the caller holds the lock), so that the next boot asking for a
+        checksum does not read the whole file again."""
+        known = meta.get("content_sha256")
+        if isinstance(known, str):
+            return known
+        meta["content_sha256"] = digest = self._data_sha256()
+        self.cache.dir.write_new(self._dir, self.meta_name, json.dumps(meta).encode())
+        return digest
 
     def _data_sha256(self) -> str:
         digest = hashlib.sha256()
