@@ -144,3 +144,17 @@ def test_an_error_page_is_not_read_without_end(server):
     assert "HTTP 403" in str(answers["huge-403"]) and not isinstance(answers["huge-403"], NotFound)
     time.sleep(0.2)  # the server's writes fail once the connection is gone
     assert server.error_bytes_sent < endless // 4
+
+
+def test_a_retried_lookup_still_reads_its_status(server):
+    """A lookup retried after a 503 must still tell a 404 (and keep the ETag of
+    a file): the retry reads the answer's headers as the first attempt did."""
+    server.faults["/missing"] = ["503"]
+    server.faults["/dir/kernel"] = ["503"]
+    with open_location(server.url(""), OPTIONS) as tree:
+        with pytest.raises(NotFound, match="missing: not found"):
+            tree.stat("missing")
+        assert tree.stat("dir/kernel").size == 1000
+        answers = tree.stat_many([], {"gone": 100})
+    assert isinstance(answers["gone"], NotFound)
+    assert [method for method, path, _ in server.log if path == "/missing"] == ["HEAD", "HEAD"]

@@ -19,13 +19,16 @@ The parsers (:mod:`.menus`) never run anything of the menu's.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 
 from .errors import BootError, NotFound
 from .layouts.model import FileRef, Selection
 from .location import Kind, Location
 from .transports import Tree
 from .transports.memo import MemoTree
+
+if TYPE_CHECKING:
+    from .menus.select import Outcome
 
 Say = Callable[[str], None]
 
@@ -64,17 +67,24 @@ def likely_menus(tree: Tree, location: Optional[Location], mac: Optional[str],
 def remembering(tree: Tree, location: Optional[Location], mac: Optional[str],
                 ip: Optional[object], arches: Tuple[str, ...]) -> Tree:
     """*tree*, keeping its answers, with the likely menu files read (and the menus'
-    directories asked) in one batch once the menu is looked at (:func:`_look`)."""
+    directories asked) in one batch once the menu is looked at (:func:`_read_menu`)."""
     # The location itself too, unless the search asked it: its answer is what
     # lets a missing directory rule out the menu files below it.
     return MemoTree(tree, lambda: likely_menus(tree, location, mac, ip, arches),
                     ("",) + MENU_DIRECTORIES, early=False)
 
 
-def _look(tree: Tree) -> None:
-    """About to read the menu: the likely menu files, all in one batch."""
+def _read_menu(tree: Tree, **query: Any) -> "Outcome":
+    """The medium's menu and what it says for *query* (see ``menus.from_medium``).
+
+    The likely menu files are asked first, all in one batch; the parsers are
+    loaded only now, so a boot of the layout's Xen pair never loads them.
+    """
+    from .menus import from_medium
+
     if isinstance(tree, MemoTree):
         tree.ask_ahead()
+    return from_medium(tree, **query)
 
 
 def with_menu(selection: Optional[Selection], failure: Optional[BootError], tree: Optional[Tree],
@@ -89,14 +99,9 @@ def with_menu(selection: Optional[Selection], failure: Optional[BootError], tree
     if tree is None or (explicit_kernel and (selection is None or selection.kernel.tree is not tree)):
         return _or_fail(selection, failure)
     pxe = is_pxe_server(location, tree)
-    # The parsers are loaded only when a menu is looked at: a boot of the
-    # layout's Xen pair never loads them.
     if explicit_kernel:
         assert selection is not None
-        from .menus import from_medium
-
-        _look(tree)
-        outcome = from_medium(tree, kernel=selection.kernel.path, pxe=pxe, mac=mac, ip=ip,
+        outcome = _read_menu(tree, kernel=selection.kernel.path, pxe=pxe, mac=mac, ip=ip,
                               arches=arches)
         _say(outcome.warnings, warn)
         if outcome.boot is None:
@@ -105,10 +110,7 @@ def with_menu(selection: Optional[Selection], failure: Optional[BootError], tree
                                    reason=f"{selection.reason}; arguments of {outcome.boot.reason}")
     if explicit_ramdisk or (selection is not None and selection.xen_specific and entry is None):
         return _or_fail(selection, failure)
-    from .menus import from_medium
-
-    _look(tree)
-    outcome = from_medium(tree, wanted=entry, pxe=pxe, mac=mac, ip=ip, arches=arches)
+    outcome = _read_menu(tree, wanted=entry, pxe=pxe, mac=mac, ip=ip, arches=arches)
     _say(outcome.warnings, warn)
     boot = outcome.boot
     if boot is None or boot.kernel is None:

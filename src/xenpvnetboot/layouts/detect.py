@@ -306,20 +306,18 @@ def detect(tree: Tree, arches: Tuple[str, ...], warn: Optional[Say] = None,
     *note*, if given, is told every path tried when nothing is found.
     """
     probe = Probe(tree)
-    later: List[str] = []
     if probe.parallel:
         reads, stats = first_round(arches)
         if probe.width is not None and len(reads) + len(stats) > probe.width:
             # The batch would take two round trips anyway: the markers first,
             # so that a marked family's pairs fill the second; the rest rides
             # along where a round trip has room, and is asked before a walk.
-            stats, later = [], stats
-            probe.tag_along = list(later)
+            probe.tag_along, stats = stats, []
         probe.ask(stats, reads)
     story: List[str] = []
     found = by_metadata(probe, arches, story)
     if found is None:
-        probe.ask(later)
+        probe.ask(probe.tag_along)  # what has not ridden along yet
         directories_for_walk(probe, arches)
         found = walk(probe, arches) or alone(probe, arches)
     if found is None and warn is not None:

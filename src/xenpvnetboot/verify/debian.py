@@ -100,9 +100,8 @@ def likely_sums(rel: str) -> Optional[str]:
 
 def asking_ahead(tree: Tree, suite: SuitePath, rels: Sequence[str]) -> Tree:
     """*tree*, with the ``InRelease`` and the likely ``SHA256SUMS`` of *rels*
-    asked together in one batch (one round trip instead of two)."""
-    if not getattr(tree, "parallel_stats", False):
-        return tree
+    asked together in one batch (one round trip instead of two) where the tree
+    overlaps requests; elsewhere each is asked when read, as before."""
     ahead = {suite.in_tree("InRelease"): MAX_LIST_SIZE}
     for rel in rels:
         sums = likely_sums(rel)

@@ -36,7 +36,7 @@ class _Transfer:
         lookup: bool = False,
     ) -> None:
         self.handle = handle
-        #: A lookup without FAILONERROR (see ``CurlTree._handle``): the HTTP
+        #: A lookup without FAILONERROR (see ``CurlTree._run``): the HTTP
         #: status read from the headers decides, and an error body is dropped.
         self.lookup = lookup
         self._error_body = 0

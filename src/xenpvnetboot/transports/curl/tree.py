@@ -93,16 +93,7 @@ class CurlTree(Tree):
     def _real_url(self, path: str) -> str:
         return join_url_path(self.base, quote(path, safe=SAFE_PATH))
 
-    def _handle(self, url: str, nobody: bool, keep_alive_on_error: bool = False) -> pycurl.Curl:
-        """A handle for *url*; *keep_alive_on_error* for lookups, whose 404s are common.
-
-        libcurl closes the connection when FAILONERROR turns an HTTP error
-        into a failure, so every 404 of a layout search would cost a new
-        connection (a round trip more, two or three with TLS) for the next
-        request.  A lookup reads the error answer's status instead
-        (:meth:`_Transfer.header`) and lets libcurl read its small body to
-        the end, which keeps the connection.
-        """
+    def _handle(self, url: str, nobody: bool) -> pycurl.Curl:
         handle = self._idle.pop() if self._idle else pycurl.Curl()
         handle.reset()
         opts = self.options
@@ -112,7 +103,6 @@ class CurlTree(Tree):
         handle.setopt(pycurl.FOLLOWLOCATION, 1)
         handle.setopt(pycurl.MAXREDIRS, MAX_REDIRECTS)
         handle.setopt(pycurl.NOSIGNAL, 1)
-        handle.setopt(pycurl.FAILONERROR, 0 if keep_alive_on_error else 1)
         handle.setopt(pycurl.USERAGENT, f"xenpvnetboot/{__version__}")
         handle.setopt(pycurl.CONNECTTIMEOUT, max(1, int(opts.timeout)))
         handle.setopt(pycurl.LOW_SPEED_LIMIT, 1)
@@ -146,6 +136,13 @@ class CurlTree(Tree):
         by_handle: Dict[int, _Transfer] = {}
         for transfer in transfers:
             transfer.handle.setopt(pycurl.WRITEFUNCTION, transfer.write)
+            transfer.handle.setopt(pycurl.HEADERFUNCTION, transfer.header)
+            # libcurl closes the connection when FAILONERROR turns an HTTP
+            # error into a failure: every 404 of a layout search would cost
+            # a new connection (a round trip more, two or three with TLS).
+            # A lookup judges the status read from the headers instead and
+            # lets libcurl read the small error body, keeping the connection.
+            transfer.handle.setopt(pycurl.FAILONERROR, 0 if transfer.lookup else 1)
             transfer.handle.setopt(pycurl.OPENSOCKETFUNCTION,
                                    transfer.open_socket(self._peers, self.url(transfer.path)))
             if transfer.sink is not None:
@@ -220,15 +217,13 @@ class CurlTree(Tree):
     def _again(self, transfer: _Transfer) -> _Transfer:
         """A new request for a failed transfer: resumed if bytes arrived, else fresh."""
         sink = transfer.sink
-        handle = self._handle(self._real_url(transfer.path), nobody=sink is None,
-                              keep_alive_on_error=transfer.lookup)
+        handle = self._handle(self._real_url(transfer.path), nobody=sink is None)
         again = _Transfer(handle, transfer.path, sink, transfer.probe, transfer.lookup)
         if transfer.span is not None and sink is not None:
             done = sink.written - transfer.base
             again.span, again.base = transfer.span, transfer.base
             again.check_range = transfer.check_range
             handle.setopt(pycurl.RANGE, f"{transfer.span[0] + done}-{transfer.span[1] - 1}")
-            handle.setopt(pycurl.HEADERFUNCTION, again.header)
             sink.error = None
         elif sink is not None:
             if isinstance(self._error(transfer), _ResumeRefused) or sink.written == 0:
@@ -242,9 +237,8 @@ class CurlTree(Tree):
     # -- the Tree interface ----------------------------------------------------
 
     def stat(self, path: str) -> FileInfo:
-        handle = self._handle(self._real_url(path), nobody=True, keep_alive_on_error=True)
-        transfer = _Transfer(handle, path, None, lookup=True)
-        transfer.handle.setopt(pycurl.HEADERFUNCTION, transfer.header)
+        transfer = _Transfer(self._handle(self._real_url(path), nobody=True), path, None,
+                             lookup=True)
         try:
             self._with_retries([transfer])
         except (NotFound, TransientError):
@@ -285,10 +279,8 @@ class CurlTree(Tree):
     def _asking(self, path: str, limit: Optional[int]) -> _Transfer:
         """A HEAD for *path*, or a GET of at most *limit* bytes into memory."""
         sink = None if limit is None else Sink(io.BytesIO(), self.url(path), max_size=limit)
-        handle = self._handle(self._real_url(path), nobody=sink is None, keep_alive_on_error=True)
-        transfer = _Transfer(handle, path, sink, lookup=True)
-        transfer.handle.setopt(pycurl.HEADERFUNCTION, transfer.header)
-        return transfer
+        return _Transfer(self._handle(self._real_url(path), nobody=sink is None), path, sink,
+                         lookup=True)
 
     def _answer_all(self, transfers: List[_Transfer]) -> Dict[str, Answer]:
         """Run *transfers* together, retrying the transient failures; one answer each."""
@@ -325,8 +317,6 @@ class CurlTree(Tree):
             self.options.note(f"{failed[-1][1]}; retrying in {delay:g} s")
             time.sleep(delay)
             pending = [self._again(transfer) for transfer, _ in failed]
-            for transfer in pending:
-                transfer.handle.setopt(pycurl.HEADERFUNCTION, transfer.header)
         return answers
 
     def _probe(self, path: str) -> FileInfo:
@@ -363,7 +353,6 @@ class CurlTree(Tree):
         transfer.span, transfer.base = (start, end), sink.written
         transfer.check_range = self.scheme.startswith("http")
         transfer.handle.setopt(pycurl.RANGE, f"{start}-{end - 1}")
-        transfer.handle.setopt(pycurl.HEADERFUNCTION, transfer.header)
         self._with_retries([transfer])
 
     def open_source(self, path: str, info: Optional[FileInfo] = None) -> "RangeSource":
